@@ -1,0 +1,227 @@
+"""SQLAlchemy models. The schema is created and upgraded by Alembic (see migrations/)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores aware datetimes as UTC and always returns aware UTC datetimes.
+
+    SQLite keeps no zone, PostgreSQL's timestamptz converts to the session zone; this
+    makes both give back the same value.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):  # noqa: ANN001
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect):  # noqa: ANN001
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ArticleRow(Base):
+    """The current version of an article; older versions live in article_versions."""
+
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(1024), unique=True)
+    url: Mapped[str] = mapped_column(String(2048), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    standfirst: Mapped[str] = mapped_column(Text, default="")
+    section: Mapped[str] = mapped_column(String(64), index=True)
+    byline: Mapped[str] = mapped_column(String(512), default="")
+    dateline: Mapped[str] = mapped_column(String(256), default="")
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    image_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    image_caption: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    read_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    also_read: Mapped[list] = mapped_column(JSON, default=list)
+    trending: Mapped[bool] = mapped_column(Boolean, default=False)
+    date_missing: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(128), default="")
+    content_hash: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When a reader-visible field (title, standfirst, image, section) last changed after
+    # first publication; editions re-include the article from this time.
+    significant_change_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, nullable=True, index=True
+    )
+
+
+class ArticleVersionRow(Base):
+    """Every version ever seen of an article, as the normalised fields."""
+
+    __tablename__ = "article_versions"
+    __table_args__ = (UniqueConstraint("article_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict] = mapped_column(JSON)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FeedStateRow(Base):
+    """What we know of a source between polls: validators for conditional GET."""
+
+    __tablename__ = "feed_state"
+
+    source: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    etag: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    last_modified: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_status: Mapped[str] = mapped_column(String(32), default="")
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    rejected_total: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PinRow(Base):
+    """An editor pin: the article (by URL or key) leads the Trending group."""
+
+    __tablename__ = "pins"
+
+    target: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookReceiptRow(Base):
+    """Signatures of accepted webhook calls, so an exact replay inside the window is refused."""
+
+    __tablename__ = "webhook_receipts"
+
+    signature: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class SubscriberRow(Base):
+    """A reader of the email editions. Preferences: None means "the default"."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    # pending -> confirmed -> unsubscribed; bounced and complained are suppressed.
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    sections: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    editions: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Kolkata")
+    format: Mapped[str] = mapped_column(String(8), default="html")
+    name: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EditionRunRow(Base):
+    """One issue of an edition: unique per (edition, slot, timezone, attempt)."""
+
+    __tablename__ = "edition_runs"
+    __table_args__ = (UniqueConstraint("edition", "slot", "timezone", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edition: Mapped[str] = mapped_column(String(64), index=True)
+    slot: Mapped[datetime] = mapped_column(UTCDateTime)
+    # "" for site-time editions; the subscriber zone for local-time ones.
+    timezone: Mapped[str] = mapped_column(String(64), default="")
+    # 0 for the scheduled run; `send --force` adds 1, 2, ...
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="building")
+    article_keys: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class DeliveryRow(Base):
+    """One email to one subscriber for one run: the ledger's source of truth."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("run_id", "subscriber_id"),
+        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("edition_runs.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    # queued -> sent | deferred | failed | suppressed
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    variant: Mapped[str] = mapped_column(String(128), default="")
+    reply: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TelegramPostRow(Base):
+    """One post to one channel, for an article or for an edition run (one of the two)."""
+
+    __tablename__ = "telegram_posts"
+    __table_args__ = (
+        UniqueConstraint("channel", "article_id"),
+        UniqueConstraint("channel", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    article_id: Mapped[int | None] = mapped_column(
+        ForeignKey("articles.id", ondelete="CASCADE"), nullable=True
+    )
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("edition_runs.id", ondelete="CASCADE"), nullable=True
+    )
+    message_ids: Mapped[list] = mapped_column(JSON, default=list)
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    # pending -> sent | unknown | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
