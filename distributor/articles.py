@@ -64,7 +64,11 @@ class Article:
         return self.version > 1
 
     def content_hash(self) -> str:
-        """Hash of what a reader sees; a change here makes a new version."""
+        """Hash of what a reader sees; a change here makes a new version.
+
+        Times are left out on purpose: a CMS that bumps "updated" on a no-op save, or a
+        feed re-dated for a demo, has not changed the story.
+        """
         payload = {
             "url": self.url,
             "title": self.title,
@@ -72,7 +76,6 @@ class Article:
             "section": self.section,
             "byline": self.byline,
             "dateline": self.dateline,
-            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
             "image_url": self.image_url,
             "image_caption": self.image_caption,
             "tags": list(self.tags),

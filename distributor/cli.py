@@ -1,0 +1,364 @@
+"""`distributor ...`: the operator's command line.
+
+Each command loads settings once (a bad config stops it with file, key and reason, exit
+code 2), does one thing, and prints a result a person can read; `--json` where scripts
+want to read it instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from distributor import logs
+from distributor.editions import Edition, build_edition, edition_config
+from distributor.errors import ConfigError
+from distributor.settings import Settings, load_settings
+from distributor.store import Store
+
+log = logging.getLogger("distributor.cli")
+
+app = typer.Typer(
+    help="Newsletter and Telegram distribution bot for news sites.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+trending_app = typer.Typer(help="Editor pins for the Trending group.", invoke_without_command=True)
+app.add_typer(trending_app, name="trending")
+
+
+class _State:
+    config: Optional[str] = None
+    settings: Optional[Settings] = None
+
+
+state = _State()
+
+
+@app.callback()
+def _main(
+    config: Optional[str] = typer.Option(
+        None, "--config", "-c", help="Config file (default: $DISTRIBUTOR_CONFIG, ./config/distributor.toml)."
+    ),
+    log_level: str = typer.Option("WARNING", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
+) -> None:
+    state.config = config
+    state.settings = None
+    logs.configure(log_level)
+
+
+def settings() -> Settings:
+    """The settings, loaded on first use; a bad config ends the command with exit code 2."""
+    if state.settings is None:
+        try:
+            state.settings = load_settings(state.config)
+        except ConfigError as exc:
+            typer.echo(f"configuration error:\n{exc}", err=True)
+            raise typer.Exit(2) from None
+        logs.configure(logging.getLevelName(logging.getLogger().level), state.settings.secrets())
+    return state.settings
+
+
+def open_store(migrate: bool = False) -> Store:
+    store = Store(settings().database_url)
+    if migrate:
+        store.migrate()
+    elif not store.is_initialised():
+        typer.echo(
+            f"the database {store.describe()} has no schema yet: run `distributor init` first", err=True
+        )
+        raise typer.Exit(2)
+    return store
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*([mhd])$")
+
+
+def parse_time(value: str, *, now: datetime | None = None) -> datetime:
+    """ISO 8601 (a time without zone is in the site timezone) or an age like 90m, 6h, 2d."""
+    now = now or datetime.now(timezone.utc)
+    match = _RELATIVE.match(value.strip())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        return now - {"m": timedelta(minutes=amount), "h": timedelta(hours=amount), "d": timedelta(days=amount)}[unit]
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither ISO 8601 nor an age like 6h") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=settings().tz)
+    return moment.astimezone(timezone.utc)
+
+
+# --- init / config -------------------------------------------------------------------
+
+
+@app.command()
+def init() -> None:
+    """Create the database, or upgrade it to the newest schema."""
+    store = open_store(migrate=True)
+    revision = store.migrate()
+    typer.echo(f"database ready: {store.describe()} (schema {revision})")
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Validate the config file and environment; print what is in force."""
+    s = settings()
+    typer.echo(f"config: {s.config_path} OK")
+    typer.echo(f"site: {s.site.name} <{s.site.base_url}> timezone {s.site.timezone}")
+    typer.echo("sections: " + ", ".join(f"{x.label} ({x.slug})" for x in s.sections))
+    typer.echo(f"fallback section: {s.site.fallback_section}")
+    typer.echo("sources: " + (", ".join(f"{x.name} every {x.poll_minutes} min" for x in s.file.sources) or "none"))
+    typer.echo("editions: " + (", ".join(f"{k} [{v.schedule}]" for k, v in s.editions.items()) or "none"))
+    typer.echo("channels: " + (", ".join(f"{k} ({v.chat_id})" for k, v in s.channels.items()) or "none"))
+    typer.echo(f"database: {Store(s.database_url).describe()}")
+    typer.echo(f"broker: {'Redis' if s.redis_url else 'in-process (no REDIS_URL)'}")
+    typer.echo(f"email: {'SMTP' if s.env.smtp_url else 'outbox files (no SMTP_URL)'}")
+    typer.echo(f"telegram: {'Bot API' if s.env.telegram_bot_token else 'outbox files (no TELEGRAM_BOT_TOKEN)'}")
+    if s.secret_key_is_demo:
+        typer.echo("warning: SECRET_KEY is not set; a public demo key signs webhooks and links", err=True)
+
+
+# --- ingest / articles ---------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    sources: List[str] = typer.Argument(None, help="Configured source names, file paths or URLs (default: all enabled sources)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the reports as JSON."),
+) -> None:
+    """Fetch and store articles. Exit code 1 only if a source could not be read at all."""
+    from distributor.ingest.pipeline import ingest_sources
+
+    s = settings()
+    store = open_store()
+    reports = ingest_sources(s, store, sources or ())
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in reports], indent=2, ensure_ascii=False))
+    else:
+        for report in reports:
+            typer.echo(report.summary())
+            for article in report.new:
+                typer.echo(f"  new       [{article.section}] {article.title}")
+            for article in report.updated:
+                typer.echo(f"  updated   [{article.section}] {article.title} (v{article.version})")
+            for reason in report.rejected:
+                typer.echo(f"  rejected  {reason}")
+    if any(not r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
+def articles(
+    section: Optional[str] = typer.Option(None, "--section", "-s", help="Section slug."),
+    since: Optional[str] = typer.Option(None, "--since", help="ISO 8601 time or an age like 6h."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=10000),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List stored articles, newest first."""
+    from distributor.store.articles import list_articles
+
+    s = settings()
+    if section and section not in {x.slug for x in s.sections}:
+        typer.echo(f"unknown section {section!r}; sections: {', '.join(x.slug for x in s.sections)}", err=True)
+        raise typer.Exit(2)
+    found = list_articles(open_store(), section=section, since=parse_time(since) if since else None, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([_article_json(a) for a in found], indent=2, ensure_ascii=False))
+        return
+    for a in found:
+        when = a.published_at.astimezone(s.tz).strftime("%Y-%m-%d %H:%M")
+        marks = "".join([" [updated]" if a.is_updated else "", " [trending]" if a.trending else "", " [no date]" if a.date_missing else ""])
+        typer.echo(f"{when}  {a.section:<13} {a.title}{marks}\n{'':18}{a.url}")
+    typer.echo(f"{len(found)} article(s)")
+
+
+def _article_json(a) -> dict:  # noqa: ANN001
+    return {
+        "key": a.key,
+        "url": a.url,
+        "title": a.title,
+        "standfirst": a.standfirst,
+        "section": a.section,
+        "byline": a.byline,
+        "dateline": a.dateline,
+        "published_at": a.published_at.isoformat(),
+        "updated_at": a.updated_at.isoformat() if a.updated_at else None,
+        "image_url": a.image_url,
+        "image_caption": a.image_caption,
+        "tags": list(a.tags),
+        "read_minutes": a.read_minutes,
+        "also_read": [{"title": r.title, "url": r.url} for r in a.also_read],
+        "trending": a.trending,
+        "date_missing": a.date_missing,
+        "version": a.version,
+        "source": a.source,
+    }
+
+
+# --- editions ------------------------------------------------------------------------
+
+
+def edition_text(edition: Edition, s: Settings) -> str:
+    """A plain-text view of an issue, for the console and the run output."""
+    start = edition.window.start.astimezone(s.tz).strftime("%Y-%m-%d %H:%M")
+    end = edition.window.end.astimezone(s.tz).strftime("%Y-%m-%d %H:%M %Z")
+    lines = [f"{s.site.name} - {edition.label}", f"window {start} to {end}: {edition.count} article(s)"]
+    if edition.trending:
+        lines += ["", "TRENDING"] + [f"  * {a.title}  <{a.url}>" for a in edition.trending]
+    for group in edition.groups:
+        lines += ["", group.section.label.upper()]
+        lines += [f"  * {a.title}{' (updated)' if a.is_updated else ''}  <{a.url}>" for a in group.articles]
+    if edition.omitted:
+        lines += ["", f"+ {edition.omitted} more on the site"]
+    return "\n".join(lines) + "\n"
+
+
+@app.command()
+def edition(
+    name: str = typer.Argument(..., help="Edition name from the config, e.g. morning."),
+    at: Optional[str] = typer.Option(None, "--at", help="End of the window (ISO 8601; default now)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Build an edition's issue for the window ending at --at and show it (sends nothing)."""
+    s = settings()
+    try:
+        edition_config(s, name)
+    except KeyError as exc:
+        typer.echo(str(exc.args[0]), err=True)
+        raise typer.Exit(2) from None
+    moment = parse_time(at) if at else datetime.now(timezone.utc)
+    issue = build_edition(s, open_store(), name, at=moment)
+    typer.echo(json.dumps(issue.as_dict(), indent=2, ensure_ascii=False) if as_json else edition_text(issue, s), nl=not as_json)
+
+
+# --- trending pins -------------------------------------------------------------------
+
+
+@trending_app.callback()
+def trending(ctx: typer.Context) -> None:
+    """List pins (no subcommand), or pin / unpin an article by URL or key."""
+    if ctx.invoked_subcommand is None:
+        _print_pins()
+
+
+def _print_pins() -> None:
+    from distributor.store.articles import pins
+
+    s = settings()
+    stored = pins(open_store())
+    for target in s.file.trending.pins:
+        typer.echo(f"{target}  (config)")
+    for target in stored:
+        typer.echo(f"{target}  (pinned)")
+    if not stored and not s.file.trending.pins:
+        typer.echo("no pins")
+
+
+@trending_app.command("pin")
+def trending_pin(target: str = typer.Argument(..., help="Article URL or key.")) -> None:
+    """Pin an article to the top of the Trending group."""
+    from distributor.store.articles import find_article, pin
+
+    store = open_store()
+    settings()
+    if find_article(store, target) is None:
+        typer.echo(f"note: no stored article has URL or key {target!r} yet; the pin applies when it arrives")
+    typer.echo(f"pinned {target}" if pin(store, target) else f"{target} was already pinned")
+
+
+@trending_app.command("unpin")
+def trending_unpin(target: str = typer.Argument(..., help="Article URL or key.")) -> None:
+    """Remove a pin made with `trending pin` (config pins are edited in the file)."""
+    from distributor.store.articles import unpin
+
+    settings()
+    if unpin(open_store(), target):
+        typer.echo(f"unpinned {target}")
+    else:
+        typer.echo(f"{target} was not pinned", err=True)
+        raise typer.Exit(1)
+
+
+@trending_app.command("pins")
+def trending_pins() -> None:
+    """List pins."""
+    _print_pins()
+
+
+# --- run / web -----------------------------------------------------------------------
+
+
+def run_cycle(s: Settings, store: Store, now: datetime) -> list[Path]:
+    """One cycle of the main job: ingest every source, build each edition as of now."""
+    from distributor.ingest.pipeline import ingest_sources
+
+    for report in ingest_sources(s, store):
+        typer.echo(report.summary())
+    out_dir = s.var_dir / "editions"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, config in s.editions.items():
+        if config.paused:
+            continue
+        issue = build_edition(s, store, name, at=now)
+        if issue.count < config.min_articles:
+            typer.echo(f"{name}: {issue.count} article(s) in the window, fewer than {config.min_articles}: skipped")
+            continue
+        text_path = out_dir / f"{name}.txt"
+        json_path = out_dir / f"{name}.json"
+        text_path.write_text(edition_text(issue, s), encoding="utf-8")
+        json_path.write_text(json.dumps(issue.as_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written += [text_path, json_path]
+        typer.echo(f"{name}: {issue.count} article(s) in {len(issue.groups)} section(s) -> {text_path}")
+    return written
+
+
+@app.command()
+def run(
+    once: bool = typer.Option(False, "--once", help="Do one cycle and exit."),
+    interval: int = typer.Option(60, "--interval", min=5, help="Seconds between cycles."),
+) -> None:
+    """The main job: initialise, ingest the sources, build the editions, and keep going."""
+    s = settings()
+    store = open_store(migrate=True)
+    typer.echo(f"database: {store.describe()}")
+    while True:
+        written = run_cycle(s, store, datetime.now(timezone.utc))
+        typer.echo(f"output: {len(written)} file(s) under {(s.var_dir / 'editions').resolve()}")
+        if once:
+            return
+        time.sleep(interval)
+
+
+@app.command()
+def web(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+) -> None:
+    """Serve the HTTP app: CMS webhook and health check."""
+    import uvicorn
+
+    from distributor.web.app import create_app
+
+    s = settings()
+    uvicorn.run(create_app(s, open_store()), host=host, port=port, log_level="warning")
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:  # raised outside `settings()`, e.g. by a late lookup
+        typer.echo(f"configuration error:\n{exc}", err=True)
+        sys.exit(2)

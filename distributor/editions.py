@@ -1,0 +1,253 @@
+"""Editions: pick an issue's articles from its window and group them for the renderers.
+
+`assemble` is pure (articles in, Edition out) so grouping and ordering are tested without
+a database; `build_edition` is the thin part that reads the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterable, Sequence
+
+from croniter import croniter
+
+from distributor.articles import Article, Section
+from distributor.settings import EditionConfig, Settings
+from distributor.store import Store
+from distributor.store.articles import articles_in_window, pins as stored_pins
+
+# A "since_last" edition with no previous issue looks back this far, so its first issue
+# is a normal day's worth rather than the whole archive.
+FIRST_ISSUE_LOOKBACK = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Half-open interval [start, end) in UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window bounds must be timezone-aware")
+        if self.start >= self.end:
+            raise ValueError(f"empty window: {self.start.isoformat()} >= {self.end.isoformat()}")
+
+    def contains(self, moment: datetime | None) -> bool:
+        return moment is not None and self.start <= moment < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class SectionGroup:
+    """One section's articles in an issue, newest first."""
+
+    section: Section
+    articles: tuple[Article, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Edition:
+    """One issue's content: the value both the email and Telegram renderers take."""
+
+    name: str
+    label: str
+    window: Window
+    trending: tuple[Article, ...]
+    groups: tuple[SectionGroup, ...]
+    # Articles in the window that the limits left out (shown as "N more on the site").
+    omitted: int = 0
+
+    @property
+    def articles(self) -> tuple[Article, ...]:
+        """Every article once, in reading order: Trending, then sections."""
+        return self.trending + tuple(a for g in self.groups for a in g.articles)
+
+    @property
+    def count(self) -> int:
+        return len(self.trending) + sum(len(g.articles) for g in self.groups)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.count == 0
+
+    def for_sections(self, slugs: Iterable[str] | None) -> "Edition":
+        """The variant for a reader who chose these sections (None or empty: all).
+
+        Trending keeps only articles of chosen sections, so a Sports-only reader is not
+        led by a Politics story.
+        """
+        chosen = set(slugs or ())
+        if not chosen:
+            return self
+        return Edition(
+            name=self.name,
+            label=self.label,
+            window=self.window,
+            trending=tuple(a for a in self.trending if a.section in chosen),
+            groups=tuple(g for g in self.groups if g.section.slug in chosen),
+            omitted=self.omitted,
+        )
+
+    def as_dict(self) -> dict:
+        """A JSON-ready, deterministic description (used by `distributor edition --json`)."""
+
+        def card(article: Article) -> dict:
+            return {
+                "key": article.key,
+                "title": article.title,
+                "url": article.url,
+                "section": article.section,
+                "published_at": article.published_at.isoformat(),
+                "updated": article.is_updated,
+            }
+
+        return {
+            "edition": self.name,
+            "label": self.label,
+            "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
+            "count": self.count,
+            "omitted": self.omitted,
+            "trending": [card(a) for a in self.trending],
+            "sections": [
+                {"slug": g.section.slug, "label": g.section.label, "articles": [card(a) for a in g.articles]}
+                for g in self.groups
+            ],
+        }
+
+
+def _moment(article: Article, window: Window) -> datetime:
+    """When the article entered this window: its significant update if that is what did."""
+    if not window.contains(article.published_at) and window.contains(article.significant_change_at):
+        return article.significant_change_at  # type: ignore[return-value]
+    return article.published_at
+
+
+def _newest_first(articles: Iterable[Article], window: Window) -> list[Article]:
+    # The key breaks ties so equal timestamps always come out in the same order.
+    return sorted(articles, key=lambda a: (-_moment(a, window).timestamp(), a.key))
+
+
+def _is_pinned(article: Article, pins: Sequence[str]) -> int | None:
+    for index, target in enumerate(pins):
+        if target in (article.key, article.url):
+            return index
+    return None
+
+
+def assemble(
+    name: str,
+    config: EditionConfig,
+    sections: Sequence[Section],
+    candidates: Iterable[Article],
+    window: Window,
+    *,
+    pins: Sequence[str] = (),
+    section_limits: dict[str, int] | None = None,
+    fallback: str | None = None,
+) -> Edition:
+    """Group the window's articles: Trending first, then sections in configured order.
+
+    Rules: only articles published or significantly updated inside the window; each
+    article at most once (Trending wins); sections in the given order, empty ones left
+    out; newest first inside a group, ties broken by key; pinned articles lead Trending
+    in pin order, then feed-flagged ones; per-section limits, then the edition's
+    max_articles over the whole issue in reading order. An article whose section is no
+    longer configured is shown under `fallback` (default: the first section), never dropped.
+    """
+    limits = section_limits or {}
+    known = {s.slug for s in sections}
+    fallback = fallback or (sections[0].slug if sections else None)
+    by_key: dict[str, Article] = {}
+    for article in candidates:
+        if window.contains(article.published_at) or window.contains(article.significant_change_at):
+            by_key[article.key] = article
+    ordered = _newest_first(by_key.values(), window)
+    budget = config.max_articles
+    considered = len(ordered)
+
+    pinned = sorted(
+        (a for a in ordered if _is_pinned(a, pins) is not None),
+        key=lambda a: _is_pinned(a, pins),  # type: ignore[arg-type, return-value]
+    )
+    flagged = [a for a in ordered if a.trending and _is_pinned(a, pins) is None]
+    trending = tuple((pinned + flagged)[: min(config.trending_limit, budget)])
+    budget -= len(trending)
+    shown = {a.key for a in trending}
+
+    def home(article: Article) -> str | None:
+        return article.section if article.section in known else fallback
+
+    groups: list[SectionGroup] = []
+    for section in sections:
+        picked = [
+            a for a in ordered if home(a) == section.slug and a.key not in shown
+        ][: limits.get(section.slug, len(ordered))]
+        picked = picked[: max(budget, 0)]
+        if picked:
+            groups.append(SectionGroup(section, tuple(picked)))
+            budget -= len(picked)
+            shown.update(a.key for a in picked)
+    return Edition(
+        name=name,
+        label=config.label,
+        window=window,
+        trending=trending,
+        groups=tuple(groups),
+        omitted=considered - len(shown),
+    )
+
+
+def site_sections(settings: Settings) -> list[Section]:
+    return [Section(s.slug, s.label, i) for i, s in enumerate(settings.sections)]
+
+
+def edition_config(settings: Settings, name: str) -> EditionConfig:
+    try:
+        return settings.editions[name]
+    except KeyError:
+        known = ", ".join(sorted(settings.editions)) or "none"
+        raise KeyError(f"unknown edition {name!r} (configured: {known})") from None
+
+
+def previous_slot(config: EditionConfig, at: datetime, tz) -> datetime:  # noqa: ANN001
+    """The latest scheduled time at or before `at`, in UTC (the schedule is in `tz`)."""
+    local = at.astimezone(tz)
+    # croniter's get_prev is exclusive; step a second forward so a slot equal to `at` counts.
+    itr = croniter(config.schedule, local + timedelta(seconds=1))
+    return itr.get_prev(datetime).astimezone(timezone.utc)
+
+
+def window_for(
+    config: EditionConfig, slot: datetime, *, previous_end: datetime | None = None
+) -> Window:
+    """The window an issue at `slot` covers."""
+    if config.window == "since_last":
+        start = previous_end or slot - FIRST_ISSUE_LOOKBACK
+        return Window(start, slot)
+    return Window(slot - timedelta(hours=int(config.window)), slot)
+
+
+def build_edition(
+    settings: Settings,
+    store: Store,
+    name: str,
+    *,
+    at: datetime,
+    previous_end: datetime | None = None,
+) -> Edition:
+    """The issue of edition `name` whose window ends at `at` (read from the store)."""
+    config = edition_config(settings, name)
+    window = window_for(config, at, previous_end=previous_end)
+    pins = list(settings.file.trending.pins) + [p for p in stored_pins(store) if p not in settings.file.trending.pins]
+    return assemble(
+        name,
+        config,
+        site_sections(settings),
+        articles_in_window(store, window.start, window.end),
+        window,
+        pins=pins,
+        section_limits={s.slug: s.limit for s in settings.sections},
+        fallback=settings.site.fallback_section,
+    )

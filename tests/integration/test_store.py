@@ -1,0 +1,158 @@
+"""The store on SQLite and PostgreSQL: migrations, versioning, windows, uniqueness."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from distributor.articles import Article, RelatedLink
+from distributor.store.articles import (
+    articles_in_window,
+    find_article,
+    list_articles,
+    pin,
+    pins,
+    save_articles,
+    unpin,
+    versions,
+)
+from distributor.store.models import ArticleRow, DeliveryRow, EditionRunRow, SubscriberRow, TelegramPostRow
+
+UTC = timezone.utc
+T0 = datetime(2025, 7, 4, 6, 17, tzinfo=UTC)
+
+SEED = Article(
+    key="https://www.newsarenaindia.com/international/russia-becomes-first-country-to-officially-recognise-taliban-govt",
+    url="https://www.newsarenaindia.com/international/russia-becomes-first-country-to-officially-recognise-taliban-govt",
+    title="Russia becomes first country to officially recognise Taliban rule",
+    standfirst="Russia has become the first country to officially recognise Afghanistan’s Taliban-led government.",
+    section="international",
+    published_at=T0,
+    byline="News Arena Network",
+    dateline="Moscow",
+    updated_at=T0 + timedelta(minutes=30),
+    image_url="https://www.newsarenaindia.com/images/russia-taliban.jpg",
+    image_caption="Russian envoy Dmitry Zhirnov hands over credentials in Kabul",
+    tags=("Russia", "Afghanistan"),
+    read_minutes=2,
+    also_read=(RelatedLink("Russia rains missiles on Kyiv hours after Putin-Trump phone call", "https://www.newsarenaindia.com/international/russia-rains-missiles-on-kyiv"),),
+    trending=True,
+)
+
+
+def test_schema_has_every_table(store):
+    tables = set(inspect(store.engine).get_table_names())
+    assert {
+        "articles",
+        "article_versions",
+        "subscribers",
+        "edition_runs",
+        "deliveries",
+        "telegram_posts",
+        "feed_state",
+        "pins",
+        "webhook_receipts",
+        "alembic_version",
+    } <= tables
+    assert store.migrate() == "0001"  # upgrading an up-to-date database is a no-op
+
+
+def test_round_trip_keeps_every_field(store):
+    [(stored, outcome)] = save_articles(store, [SEED], now=T0)
+    assert outcome == "new"
+    loaded = find_article(store, SEED.url)
+    assert loaded == replace(SEED, first_seen_at=T0, last_changed_at=T0)
+    assert loaded.published_at.tzinfo is not None and loaded.published_at == T0
+    assert loaded.also_read == SEED.also_read and loaded.tags == SEED.tags
+
+
+def test_unchanged_then_updated_as_new_version(store):
+    save_articles(store, [SEED], now=T0)
+    [(_, outcome)] = save_articles(store, [SEED], now=T0 + timedelta(hours=1))
+    assert outcome == "unchanged"
+    corrected = replace(SEED, title=SEED.title + " (corrected)")
+    later = T0 + timedelta(hours=2)
+    [(stored, outcome)] = save_articles(store, [corrected], now=later)
+    assert outcome == "updated"
+    assert stored.version == 2 and stored.is_updated
+    assert stored.significant_change_at == later and stored.last_changed_at == later
+    assert stored.first_seen_at == T0
+    history = versions(store, SEED.key)
+    assert [v["version"] for v in history] == [1, 2]
+    assert history[0]["title"] == SEED.title and history[1]["title"] == corrected.title
+
+
+def test_minor_change_is_a_version_but_not_significant(store):
+    save_articles(store, [SEED], now=T0)
+    [(stored, outcome)] = save_articles(store, [replace(SEED, byline="News Arena Desk")], now=T0 + timedelta(hours=1))
+    assert outcome == "updated" and stored.version == 2
+    assert stored.significant_change_at is None
+
+
+def test_dates_alone_do_not_make_a_version(store):
+    save_articles(store, [SEED], now=T0)
+    shifted = replace(SEED, published_at=T0 + timedelta(days=3), updated_at=None)
+    [(_, outcome)] = save_articles(store, [shifted])
+    assert outcome == "unchanged"
+
+
+def test_duplicate_key_in_one_batch_is_not_two_articles(store):
+    results = save_articles(store, [SEED, SEED], now=T0)
+    assert [o for _, o in results] == ["new", "unchanged"]
+    assert len(list_articles(store)) == 1
+
+
+def test_window_query_half_open_and_includes_significant_updates(store):
+    older = replace(SEED, key="older", url="https://x/older", published_at=T0 - timedelta(days=2))
+    save_articles(store, [SEED, older], now=T0)
+    assert [a.key for a in articles_in_window(store, T0, T0 + timedelta(hours=1))] == [SEED.key]
+    assert articles_in_window(store, T0 - timedelta(hours=1), T0) == []
+    save_articles(store, [replace(older, title="Changed headline")], now=T0 + timedelta(minutes=10))
+    found = {a.key for a in articles_in_window(store, T0, T0 + timedelta(hours=1))}
+    assert found == {SEED.key, "older"}
+
+
+def test_list_filters_and_order(store):
+    other = replace(SEED, key="k2", url="https://x/2", section="sports", published_at=T0 + timedelta(hours=1))
+    save_articles(store, [SEED, other], now=T0)
+    assert [a.key for a in list_articles(store)] == ["k2", SEED.key]
+    assert [a.key for a in list_articles(store, section="sports")] == ["k2"]
+    assert [a.key for a in list_articles(store, since=T0 + timedelta(minutes=1))] == ["k2"]
+
+
+def test_pins(store):
+    assert pin(store, SEED.url) is True
+    assert pin(store, SEED.url) is False
+    assert pins(store) == [SEED.url]
+    assert unpin(store, SEED.url) is True and unpin(store, SEED.url) is False
+
+
+def test_ledger_uniqueness(store):
+    with store.session() as session:
+        sub = SubscriberRow(email="reader@example.com", status="confirmed")
+        run = EditionRunRow(edition="morning", slot=T0, window_start=T0 - timedelta(days=1), window_end=T0)
+        session.add_all([sub, run])
+    with store.session() as session:
+        session.add(DeliveryRow(run_id=run.id, subscriber_id=sub.id))
+    with pytest.raises(IntegrityError):
+        with store.session() as session:
+            session.add(DeliveryRow(run_id=run.id, subscriber_id=sub.id))
+    with pytest.raises(IntegrityError):
+        with store.session() as session:
+            session.add(EditionRunRow(edition="morning", slot=T0, window_start=T0 - timedelta(days=1), window_end=T0))
+    save_articles(store, [SEED], now=T0)
+    with store.session() as session:
+        article_id = session.scalar(select(ArticleRow.id).where(ArticleRow.key == SEED.key))
+        session.add(TelegramPostRow(channel="main", chat_id="@newsarena", article_id=article_id, message_ids=[1]))
+    with pytest.raises(IntegrityError):
+        with store.session() as session:
+            session.add(TelegramPostRow(channel="main", chat_id="@newsarena", article_id=article_id))
+
+
+def test_naive_datetime_refused(store):
+    with pytest.raises(Exception, match="naive"):
+        save_articles(store, [replace(SEED, published_at=datetime(2025, 7, 4, 6, 17))])
