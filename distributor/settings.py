@@ -183,6 +183,18 @@ class ChannelConfig(_Strict):
         return value
 
 
+class EmailConfig(_Strict):
+    """Email editions: sender identity, message headers, dispatch limits. (Issue: email.)"""
+
+
+class WebConfig(_Strict):
+    """The public web app: subscribe limits and pages. (Issue: email.)"""
+
+
+class TelegramConfig(_Strict):
+    """Telegram sending: rate limits, edits, link previews. (Issue: telegram.)"""
+
+
 class TrendingConfig(_Strict):
     """Editor pins (URLs or article keys) that lead the Trending group."""
 
@@ -205,6 +217,9 @@ class FileConfig(_Strict):
     webhook: WebhookConfig = WebhookConfig()
     editions: dict[Slug, EditionConfig] = {}
     channels: dict[Slug, ChannelConfig] = {}
+    telegram: TelegramConfig = TelegramConfig()
+    email: EmailConfig = EmailConfig()
+    web: WebConfig = WebConfig()
     trending: TrendingConfig = TrendingConfig()
     paths: PathsConfig = PathsConfig()
 

@@ -257,14 +257,13 @@ class _Fetcher:
         url = self.parse(location, what="URL")
         redirects = 0
         while True:
-            response_url = url
             with httpx.Client(
                 verify=self.ssl_context, trust_env=False, follow_redirects=False
             ) as client:
                 # A fresh client per hop: connections are pooled by address, and a
                 # connection opened (and certificate-checked) for one name must never
                 # carry a request for another name served from the same address.
-                response = self.send(client, url)
+                response = self.send(client, url, redirected=redirects > 0)
                 try:
                     if response.status_code in _REDIRECT_STATUSES:
                         url = self.next_hop(url, response)
@@ -275,7 +274,7 @@ class _Fetcher:
                                 f"ingest.max_redirects)"
                             )
                         continue
-                    return self.finish(response_url, response)
+                    return self.finish(url, response)
                 finally:
                     response.close()
 
@@ -300,18 +299,17 @@ class _Fetcher:
             raise self.fail(f"invalid redirect Location {scrub_url(location)!r}: {exc}") from None
         return self.parse(str(target), what="redirect to")
 
-    def send(self, client: httpx.Client, url: httpx.URL) -> httpx.Response:
+    def send(self, client: httpx.Client, url: httpx.URL, *, redirected: bool) -> httpx.Response:
         host = url.raw_host.decode("ascii")
         port = url.port or (443 if url.scheme == "https" else 80)
-        shown = scrub_url(str(url))
         try:
             addresses = _resolve(host, port)
         except (socket.gaierror, UnicodeError) as exc:
             raise self.fail(f"cannot resolve host {host}: {getattr(exc, 'strerror', exc)}") from None
         try:
-            check_addresses(url.host, addresses, self.allow)
+            check_addresses(host, addresses, self.allow)
         except ValueError as exc:
-            prefix = "" if shown.startswith(str(self.source)) else f"redirect to {shown} "
+            prefix = f"redirect to {scrub_url(str(url))}: " if redirected else ""
             raise self.fail(f"{prefix}{exc}") from None
 
         extensions = {}
@@ -415,9 +413,7 @@ def fetch(
     """
     validators = validators or Validators()
     scheme = urlsplit(location).scheme.lower() if "://" in location else ""
-    if scheme == "file" or location.lower().startswith("file:"):
-        return _read_file(location, config)
-    if not scheme:
+    if not scheme or scheme == "file" or location.lower().startswith("file:"):
         return _read_file(location, config)
     fetcher = _Fetcher(location, config, validators)
     if scheme not in _NETWORK_SCHEMES:

@@ -73,6 +73,13 @@ class Store:
         finally:
             session.close()
 
+    @staticmethod
+    def head_revision() -> str:
+        """The newest schema revision this code knows."""
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() or ""
+
     def migrate(self) -> str:
         """Create or upgrade the schema to the newest revision; returns that revision."""
         from alembic import command

@@ -58,7 +58,7 @@ def test_schema_has_every_table(store):
         "webhook_receipts",
         "alembic_version",
     } <= tables
-    assert store.migrate() == "0001"  # upgrading an up-to-date database is a no-op
+    assert store.migrate() == store.head_revision() != ""  # upgrading an up-to-date database is a no-op
 
 
 def test_round_trip_keeps_every_field(store):

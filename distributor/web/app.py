@@ -1,0 +1,43 @@
+"""The HTTP app: one factory wiring settings and store into small routers.
+
+Each group of routes lives in its own module (webhooks.py now; subscribe, unsubscribe,
+click redirect and the operator API later) and is included here, so a route finds its
+dependencies through `distributor.web.deps` rather than through globals.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from distributor.settings import Settings
+from distributor.store import Store
+from distributor.web import webhooks
+from distributor.web.deps import store_of
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, store: Store) -> FastAPI:
+    """A FastAPI app serving the site's endpoints over `store`."""
+    app = FastAPI(title=f"{settings.site.name} distributor", version="0.1.0")
+    app.state.settings = settings
+    app.state.store = store
+
+    @app.get("/healthz")
+    def healthz(store: Store = Depends(store_of)) -> JSONResponse:
+        """Liveness and database reachability, for load balancers and compose health checks."""
+        try:
+            with store.session() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+            # The exception text may name the database host; only its type goes out.
+            log.error("health check: database unreachable (%s)", type(exc).__name__)
+            return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
+        return JSONResponse({"ok": True, "database": "ok"})
+
+    app.include_router(webhooks.router)
+    return app

@@ -1,0 +1,190 @@
+"""`POST /webhooks/articles`: the CMS pushes an article (or a batch) on publish.
+
+Checks, in this order, each with its own status so the CMS can tell what to fix:
+body size (413), signature and freshness (401), JSON shape (400), exact replay of an
+already accepted request (409); then each article is normalised on its own and the good
+ones are stored (200), or 422 when every one was rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Sequence
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from distributor.articles import Article
+from distributor.errors import RejectedItem, SignatureError
+from distributor.ingest.normalise import article_from_mapping
+from distributor.ingest.pipeline import IngestReport, store_articles
+from distributor.ingest.webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    PayloadError,
+    normalise_signature,
+    parse_payload,
+    verify,
+)
+from distributor.settings import Settings
+from distributor.store import Store
+from distributor.store.models import WebhookReceiptRow, utcnow
+from distributor.web.deps import settings_of, store_of
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+SOURCE = "webhook"
+
+
+def _error(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The raw body, or None as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def claim_receipt(store: Store, signature: str, now: datetime, keep_seconds: int) -> bool:
+    """Record an accepted signature; False if it was already recorded (a replay).
+
+    Old receipts are pruned first. The primary key on the signature makes two identical
+    requests racing each other end with exactly one winner.
+    """
+    with store.session() as session:
+        session.execute(
+            delete(WebhookReceiptRow).where(
+                WebhookReceiptRow.received_at < now - timedelta(seconds=keep_seconds)
+            )
+        )
+    try:
+        with store.session() as session:
+            session.add(WebhookReceiptRow(signature=signature, received_at=now))
+    except IntegrityError:
+        return False
+    return True
+
+
+def release_receipt(store: Store, signature: str) -> None:
+    """Forget a receipt, so that the CMS's retry of a request we failed is accepted."""
+    with store.session() as session:
+        session.execute(delete(WebhookReceiptRow).where(WebhookReceiptRow.signature == signature))
+
+
+def _outcomes(articles: Sequence[Article], report: IngestReport) -> list[dict]:
+    """Each input article's outcome, in input order, from the report's lists.
+
+    store_articles keeps input order, so a key's new/updated sightings are handed out
+    to its occurrences first to last; whatever is left is unchanged.
+    """
+    new = Counter(a.key for a in report.new)
+    updated = Counter(a.key for a in report.updated)
+    results = []
+    for article in articles:
+        if new[article.key]:
+            new[article.key] -= 1
+            outcome = "new"
+        elif updated[article.key]:
+            updated[article.key] -= 1
+            outcome = "updated"
+        else:
+            outcome = "unchanged"
+        results.append({"key": article.key, "outcome": outcome})
+    return results
+
+
+def ingest_items(
+    settings: Settings, store: Store, items: Sequence[object], now: datetime
+) -> tuple[list[dict], list[dict]]:
+    """Normalise each item on its own, store the good ones: (results, rejected)."""
+    articles: list[Article] = []
+    rejected: list[dict] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            rejected.append({"index": index, "reason": "article must be a JSON object"})
+            continue
+        try:
+            articles.append(
+                article_from_mapping(
+                    item,
+                    settings=settings,
+                    source=SOURCE,
+                    base_url=settings.site.base_url,
+                    now=now,
+                )
+            )
+        except RejectedItem as exc:
+            rejected.append({"index": index, "reason": str(exc)})
+    report = IngestReport(source=SOURCE)
+    report.rejected = [f"item {r['index']}: {r['reason']}" for r in rejected]
+    if articles:
+        store_articles(settings, store, articles, report)
+    for reason in report.rejected:
+        log.warning("webhook item rejected: %s", reason)
+    log.info("webhook: %s", report.summary())
+    return _outcomes(articles, report), rejected
+
+
+@router.post("/webhooks/articles")
+async def receive_articles(
+    request: Request,
+    settings: Settings = Depends(settings_of),
+    store: Store = Depends(store_of),
+) -> JSONResponse:
+    """Store the pushed article(s); see the module docstring for the status codes."""
+    config = settings.file.webhook
+    body = await _read_capped(request, config.max_body_bytes)
+    if body is None:
+        return _error(413, f"body larger than {config.max_body_bytes} bytes (webhook.max_body_bytes)")
+
+    now = utcnow()
+    signature_header = request.headers.get(SIGNATURE_HEADER)
+    try:
+        verify(
+            settings.secret_key,
+            request.headers.get(TIMESTAMP_HEADER),
+            signature_header,
+            body,
+            now=now,
+            max_age_seconds=config.max_age_seconds,
+        )
+    except SignatureError as exc:
+        log.warning("webhook refused: %s", exc)
+        return _error(401, str(exc))
+
+    try:
+        items = parse_payload(body)
+    except PayloadError as exc:
+        return _error(400, str(exc))
+
+    signature = normalise_signature(signature_header or "")
+    # A signature stays valid while its timestamp is within max_age of *our* clock,
+    # on either side, so a receipt must outlive its arrival by twice that.
+    keep = 2 * config.max_age_seconds
+    if not await run_in_threadpool(claim_receipt, store, signature, now, keep):
+        log.warning("webhook refused: replay of an accepted request")
+        return _error(409, "replay of an already accepted request")
+    try:
+        results, rejected = await run_in_threadpool(ingest_items, settings, store, items, now)
+    except BaseException:
+        await run_in_threadpool(release_receipt, store, signature)
+        raise
+    status = 200 if results else 422
+    return JSONResponse({"results": results, "rejected": rejected}, status_code=status)

@@ -1,0 +1,139 @@
+"""The CLI end to end on the shipped sample: init, ingest, re-ingest, edited copy, editions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from distributor.cli import app
+from distributor.settings import PROJECT_ROOT
+
+from tests.conftest import CONFIG, FIXTURES
+
+SAMPLE = PROJECT_ROOT / "config" / "samples" / "newsarena.xml"
+EDITED = FIXTURES / "samples" / "newsarena-edited.xml"
+SECTIONS = {"nation", "states", "international", "politics", "opinion", "economy", "sports", "entertainment"}
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """Run `distributor ...` in-process with the shipped config and a fresh var dir."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'var' / 'distributor.db'}")
+    runner = CliRunner()
+
+    def invoke(*args: str, code: int = 0):
+        result = runner.invoke(app, ["--config", str(CONFIG), *args], catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result
+
+    return invoke
+
+
+def test_fresh_database_ingest_unchanged_then_edited(cli):
+    assert "database ready" in cli("init").output
+    first = json.loads(cli("ingest", str(SAMPLE), "--json").output)
+    [report] = first
+    assert report["ok"] and report["rejected"], report
+    assert len(report["new"]) >= 24
+    stored = json.loads(cli("articles", "--json", "--limit", "1000").output)
+    assert {a["section"] for a in stored} == SECTIONS
+    assert len(stored) == len(report["new"])
+
+    [again] = json.loads(cli("ingest", str(SAMPLE), "--json").output)
+    assert again["new"] == [] and again["updated"] == []
+    # Every item parsed the first time (including the sample's duplicate) is unchanged.
+    assert again["unchanged"] == len(report["new"]) + report["unchanged"]
+    assert again["rejected"] == report["rejected"]
+
+    [edited] = json.loads(cli("ingest", str(EDITED), "--json").output)
+    assert edited["new"] == [] and len(edited["updated"]) == 1
+    updated = [a for a in json.loads(cli("articles", "--json", "--limit", "1000").output) if a["version"] == 2]
+    assert [a["key"] for a in updated] == edited["updated"]
+
+
+def test_ingest_reports_bad_source_without_stopping_the_rest(cli, tmp_path):
+    cli("init")
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<html><body>not a feed</body></html>", encoding="utf-8")
+    result = cli("ingest", str(tmp_path / "missing.xml"), str(broken), str(SAMPLE), code=1)
+    lines = result.output.splitlines()
+    assert any("missing.xml: FAILED" in l and "not found" in l for l in lines)
+    assert any("broken.xml: FAILED" in l for l in lines)
+    assert any("new," in l and "rejected" in l for l in lines)
+    assert json.loads(cli("articles", "--json", "--section", "nation").output)
+
+
+def test_commands_need_init_first(cli):
+    result = cli("articles", code=2)
+    assert "distributor init" in result.output
+
+
+def test_edition_after_ingest_groups_by_section_with_trending_first(cli):
+    cli("init")
+    cli("ingest")  # the configured sample source, re-dated to now
+    issue = json.loads(cli("edition", "morning", "--json").output)
+    order = [s["slug"] for s in issue["sections"]]
+    configured = ["nation", "states", "international", "politics", "opinion", "economy", "sports", "entertainment"]
+    assert order == [s for s in configured if s in order] and len(order) >= 6
+    assert issue["trending"], "the sample flags Trending articles"
+    shown = [a["key"] for a in issue["trending"]] + [a["key"] for s in issue["sections"] for a in s["articles"]]
+    assert len(shown) == len(set(shown))
+    assert "TRENDING" in cli("edition", "morning").output
+
+
+def test_unknown_edition_and_section_are_clear_errors(cli):
+    cli("init")
+    assert "unknown edition 'noon'" in cli("edition", "noon", code=2).output
+    assert "unknown section 'science'" in cli("articles", "--section", "science", code=2).output
+
+
+def test_pin_and_unpin(cli):
+    cli("init")
+    assert "pinned https://x/a" in cli("trending", "pin", "https://x/a").output
+    assert "already pinned" in cli("trending", "pin", "https://x/a").output
+    assert "https://x/a  (pinned)" in cli("trending").output
+    cli("trending", "unpin", "https://x/a")
+    cli("trending", "unpin", "https://x/a", code=1)
+
+
+def test_config_check_bad_key_exits_2_naming_file_and_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CONFIG.read_text(encoding="utf-8").replace("[site]\n", "[site]\nnmae = 'x'\n", 1), encoding="utf-8")
+    result = CliRunner().invoke(app, ["--config", str(bad), "config", "check"])
+    assert result.exit_code == 2
+    assert f"{bad}: site.nmae: unknown key" in result.output
+    assert "config: " in CliRunner().invoke(app, ["--config", str(CONFIG), "config", "check"]).output
+
+
+def test_secrets_never_printed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SECRET_KEY", "very-secret-signing-key")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:SECRET-TOKEN")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://user:db-password@127.0.0.1:1/none")
+    result = CliRunner().invoke(app, ["--config", str(CONFIG), "config", "check"])
+    for secret in ("very-secret-signing-key", "SECRET-TOKEN", "db-password"):
+        assert secret not in result.output
+
+
+def test_main_job_once_from_the_console_script(tmp_path):
+    """`distributor run --once` with nothing configured: SQLite under var/, editions written."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DISTRIBUTOR_CONFIG", "REDIS_URL", "SMTP_URL", "TELEGRAM_BOT_TOKEN"}}
+    env["DISTRIBUTOR_CONFIG"] = str(CONFIG)
+    done = subprocess.run(
+        [sys.executable, "-m", "distributor", "run", "--once"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "var" / "distributor.db").exists()
+    written = sorted(p.name for p in (tmp_path / "var" / "editions").iterdir())
+    assert "morning.txt" in written and "morning.json" in written
+    assert "output:" in done.stdout
+    morning = json.loads((tmp_path / "var" / "editions" / "morning.json").read_text(encoding="utf-8"))
+    assert morning["count"] >= 3
