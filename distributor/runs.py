@@ -1,0 +1,151 @@
+"""Edition runs (issues of an edition): one per (edition, slot, timezone), made exactly once.
+
+The unique constraint in the database, not a check in Python, is what stops a second
+run for the same slot: two processes racing both try to insert, one wins, the other
+reads the winner's row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from distributor.editions import Window
+from distributor.store import Store
+from distributor.store.models import DeliveryRow, EditionRunRow, TelegramPostRow, utcnow
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A stored edition run, as a plain value."""
+
+    id: int
+    edition: str
+    slot: datetime
+    timezone: str
+    attempt: int
+    window: Window
+    status: str
+    article_keys: tuple[str, ...]
+
+
+def _info(row: EditionRunRow) -> RunInfo:
+    return RunInfo(
+        id=row.id,
+        edition=row.edition,
+        slot=row.slot,
+        timezone=row.timezone,
+        attempt=row.attempt,
+        window=Window(row.window_start, row.window_end),
+        status=row.status,
+        article_keys=tuple(row.article_keys or ()),
+    )
+
+
+def get_run(store: Store, run_id: int) -> RunInfo:
+    with store.session() as session:
+        row = session.get(EditionRunRow, run_id)
+        if row is None:
+            raise LookupError(f"no edition run with id {run_id}")
+        return _info(row)
+
+
+def open_run(
+    store: Store,
+    edition: str,
+    slot: datetime,
+    window: Window,
+    *,
+    timezone: str = "",
+    article_keys: Sequence[str] = (),
+    force: bool = False,
+) -> tuple[RunInfo, bool]:
+    """The run for this slot, creating it if needed; returns (run, created).
+
+    With `force`, always creates a further attempt for the same slot (`send --force`).
+    """
+    for _ in range(5):
+        with store.session() as session:
+            existing = session.scalars(
+                select(EditionRunRow)
+                .where(
+                    EditionRunRow.edition == edition,
+                    EditionRunRow.slot == slot,
+                    EditionRunRow.timezone == timezone,
+                )
+                .order_by(EditionRunRow.attempt.desc())
+            ).first()
+            if existing is not None and not force:
+                return _info(existing), False
+            row = EditionRunRow(
+                edition=edition,
+                slot=slot,
+                timezone=timezone,
+                attempt=(existing.attempt + 1) if existing is not None else 0,
+                window_start=window.start,
+                window_end=window.end,
+                status="building",
+                article_keys=list(article_keys),
+            )
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError:
+                # Another process made this attempt first; read it on the next pass.
+                session.rollback()
+                continue
+            return _info(row), True
+    raise RuntimeError(f"could not open a run for {edition} at {slot.isoformat()}")
+
+
+def set_status(store: Store, run_id: int, status: str, *, note: str = "", finished: bool = False) -> None:
+    with store.session() as session:
+        row = session.get(EditionRunRow, run_id)
+        if row is None:
+            raise LookupError(f"no edition run with id {run_id}")
+        row.status = status
+        if note:
+            row.note = note
+        if finished:
+            row.finished_at = utcnow()
+
+
+def previous_run_end(store: Store, edition: str, before: datetime, *, timezone: str = "") -> datetime | None:
+    """Window end of the latest run of `edition` before `before` (for "since_last" windows)."""
+    with store.session() as session:
+        return session.scalar(
+            select(func.max(EditionRunRow.window_end)).where(
+                EditionRunRow.edition == edition,
+                EditionRunRow.timezone == timezone,
+                EditionRunRow.slot < before,
+                EditionRunRow.status != "skipped",
+            )
+        )
+
+
+def delivery_counts(store: Store, run_id: int) -> dict[str, int]:
+    """Email deliveries of a run by status (queued, sent, deferred, failed, suppressed)."""
+    counts = {"queued": 0, "sent": 0, "deferred": 0, "failed": 0, "suppressed": 0}
+    with store.session() as session:
+        for status, n in session.execute(
+            select(DeliveryRow.status, func.count()).where(DeliveryRow.run_id == run_id).group_by(DeliveryRow.status)
+        ):
+            counts[status] = n
+    return counts
+
+
+def telegram_counts(store: Store, run_id: int) -> dict[str, int]:
+    """Telegram posts of a run by status."""
+    with store.session() as session:
+        return {
+            status: n
+            for status, n in session.execute(
+                select(TelegramPostRow.status, func.count())
+                .where(TelegramPostRow.run_id == run_id)
+                .group_by(TelegramPostRow.status)
+            )
+        }
