@@ -225,3 +225,30 @@ class TelegramPostRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# --- scheduling issue: live schedules and scheduler markers ---
+
+
+class EditionScheduleRow(Base):
+    """An edition's schedule in force; seeded from the config, changed by operators."""
+
+    __tablename__ = "edition_schedules"
+
+    edition: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cron: Mapped[str] = mapped_column(String(128))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The config file's value when last seeded, so a file edit can be told from an
+    # operator's change.
+    config_cron: Mapped[str] = mapped_column(String(128), default="")
+    changed_by: Mapped[str] = mapped_column(String(16), default="config")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SchedulerStateRow(Base):
+    """Named time markers of the scheduler (e.g. the last tick), surviving restarts."""
+
+    __tablename__ = "scheduler_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[datetime] = mapped_column(UTCDateTime)
