@@ -136,11 +136,14 @@ class WebhookConfig(_Strict):
 
 
 class EditionConfig(_Strict):
-    """A scheduled kind of send. Later issues add keys here."""
+    """A scheduled kind of send: when, which window, how much."""
 
     label: str = Field(min_length=1)
     # Cron expression in the site timezone: minute hour day-of-month month day-of-week.
-    schedule: str = Field(min_length=9)
+    # Or leave it out and give `times` (and optionally `days`) instead.
+    schedule: str = ""
+    times: tuple[str, ...] = ()
+    days: tuple[str, ...] = ()
     # "since_last" or a number of hours ending at the slot time.
     window: Literal["since_last"] | int = 24
     min_articles: int = Field(default=1, ge=0)
@@ -152,12 +155,29 @@ class EditionConfig(_Strict):
 
     @field_validator("schedule")
     @classmethod
-    def _cron_fields(cls, value: str) -> str:
-        from croniter import croniter
+    def _cron(cls, value: str) -> str:
+        from distributor.cron import validate_cron
 
-        if len(value.split()) != 5 or not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a valid 5-field cron expression")
-        return value
+        return validate_cron(value) if value else value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> "EditionConfig":
+        from distributor.cron import cron_from_times
+
+        if self.schedule and self.times:
+            raise ValueError("give either schedule (cron) or times/days, not both")
+        if self.times:
+            try:
+                cron = cron_from_times(self.times, self.days)
+            except ValueError as exc:
+                raise ValueError(f"times/days: {exc}") from None
+            # The cron form is what the scheduler stores; times/days are only shorthand.
+            object.__setattr__(self, "schedule", cron)
+        elif not self.schedule:
+            raise ValueError("schedule (cron) or times is required")
+        elif self.days:
+            raise ValueError("days goes with times, not with a cron schedule")
+        return self
 
     @field_validator("window")
     @classmethod
@@ -165,6 +185,15 @@ class EditionConfig(_Strict):
         if isinstance(value, int) and not 1 <= value <= 24 * 31:
             raise ValueError("window hours must be between 1 and 744")
         return value
+
+
+class SchedulerConfig(_Strict):
+    """The scheduler's tick: how often schedules are read and how far back it catches up."""
+
+    # Seconds between ticks; a schedule change takes effect within one tick.
+    tick_seconds: int = Field(default=30, ge=5, le=60)
+    # Slots missed while the scheduler was down are still run if at most this old.
+    grace_minutes: int = Field(default=120, ge=0, le=7 * 24 * 60)
 
 
 class ChannelConfig(_Strict):
@@ -221,6 +250,7 @@ class FileConfig(_Strict):
     email: EmailConfig = EmailConfig()
     web: WebConfig = WebConfig()
     trending: TrendingConfig = TrendingConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
     paths: PathsConfig = PathsConfig()
 
     @model_validator(mode="after")

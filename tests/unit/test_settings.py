@@ -73,6 +73,16 @@ def test_bad_values_name_file_key_and_reason(tmp_path, change, key, reason):
     assert str(path) in message and key in message and reason in message
 
 
+def test_times_and_days_become_cron_and_conflicts_are_refused(tmp_path):
+    assert load_settings(CONFIG).editions["weekly"].schedule == "0 9 * * 0"
+    both = SHIPPED.replace('times = ["09:00"]', 'times = ["09:00"]\nschedule = "0 9 * * 0"', 1)
+    with pytest.raises(ConfigError, match="editions.weekly: .*either schedule"):
+        load_settings(write(tmp_path, both))
+    bad = SHIPPED.replace('times = ["09:00"]', 'times = ["9 am"]', 1)
+    with pytest.raises(ConfigError, match="editions.weekly: times/days: '9 am' is not a HH:MM time"):
+        load_settings(write(tmp_path, bad))
+
+
 def test_not_toml_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(write(tmp_path, "[site\nname="))
