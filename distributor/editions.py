@@ -90,6 +90,41 @@ class Edition:
             omitted=self.omitted,
         )
 
+    def layout(self) -> dict:
+        """Which article keys go where: stored with a run so its issue never changes later."""
+        return {
+            "trending": [a.key for a in self.trending],
+            "sections": [[g.section.slug, [a.key for a in g.articles]] for g in self.groups],
+            "omitted": self.omitted,
+        }
+
+    @classmethod
+    def from_layout(
+        cls,
+        name: str,
+        label: str,
+        window: Window,
+        layout: dict,
+        articles: dict[str, Article],
+        sections: Sequence[Section],
+    ) -> "Edition":
+        """Rebuild a stored issue; articles deleted since are left out, sections kept in order."""
+        by_slug = {s.slug: s for s in sections}
+        groups = []
+        for slug, keys in layout.get("sections", []):
+            picked = tuple(articles[k] for k in keys if k in articles)
+            section = by_slug.get(slug) or Section(slug, slug.title(), len(by_slug))
+            if picked:
+                groups.append(SectionGroup(section, picked))
+        return cls(
+            name=name,
+            label=label,
+            window=window,
+            trending=tuple(articles[k] for k in layout.get("trending", []) if k in articles),
+            groups=tuple(groups),
+            omitted=int(layout.get("omitted", 0)),
+        )
+
     def as_dict(self) -> dict:
         """A JSON-ready, deterministic description (used by `distributor edition --json`)."""
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from distributor.cron import cron_from_times, validate_cron  # noqa: F401  (re-exported)
 from distributor.settings import EditionConfig, Settings
@@ -83,6 +84,9 @@ class DueSlot:
 class Plan:
     due: tuple[DueSlot, ...]
     skipped: tuple[DueSlot, ...]  # missed for longer than the grace period
+    # Missed within grace but followed by a later due slot of the same edition and zone:
+    # the later issue covers them (a 5-minute edition down for an hour sends once).
+    superseded: tuple[DueSlot, ...] = ()
 
 
 def plan_due(
@@ -97,11 +101,15 @@ def plan_due(
 ) -> Plan:
     """Slots that came due in (last_tick, now]; older than `grace` before now are skipped.
 
+    Only the latest due slot of each edition and zone runs; earlier ones within grace
+    are superseded by it.
+
     `local_zones` maps a local-time edition to the timezones of its subscribers; each
     zone gets its own slot at the edition's wall-clock time there.
     """
     due: list[DueSlot] = []
     skipped: list[DueSlot] = []
+    superseded: list[DueSlot] = []
     for schedule in sorted(schedules, key=lambda s: s.edition):
         config = editions.get(schedule.edition)
         if config is None or schedule.paused:
@@ -109,10 +117,14 @@ def plan_due(
         zones = sorted(set(local_zones.get(schedule.edition, ()))) if config.local_time else [""]
         for zone in zones:
             tz = ZoneInfo(zone or site_tz)
+            in_grace: list[DueSlot] = []
             for slot in slots_between(schedule.cron, tz, last_tick, now):
                 target = DueSlot(schedule.edition, slot, zone)
-                (due if now - slot <= grace else skipped).append(target)
-    return Plan(tuple(due), tuple(skipped))
+                (in_grace if now - slot <= grace else skipped).append(target)
+            if in_grace:
+                due.append(in_grace[-1])
+                superseded.extend(in_grace[:-1])
+    return Plan(tuple(due), tuple(skipped), tuple(superseded))
 
 
 # --- the database side ---------------------------------------------------------------
@@ -122,8 +134,17 @@ def seed(settings: Settings, store: Store) -> list[Schedule]:
     """Make the table agree with the config file where no operator has changed a row.
 
     A row an operator set keeps the operator's value until `schedule reset`; a row still
-    owned by the config follows edits to the file.
+    owned by the config follows edits to the file. Two schedulers seeding at once is
+    fine: the loser of the insert race finds the rows there and has nothing to do.
     """
+    try:
+        _seed_rows(settings, store)
+    except IntegrityError:
+        _seed_rows(settings, store)
+    return load(settings, store)
+
+
+def _seed_rows(settings: Settings, store: Store) -> None:
     with store.session() as session:
         rows = {r.edition: r for r in session.scalars(select(EditionScheduleRow))}
         for name, config in settings.editions.items():
@@ -143,7 +164,6 @@ def seed(settings: Settings, store: Store) -> list[Schedule]:
                 row.paused = config.paused
                 row.config_cron = config.schedule
                 row.updated_at = utcnow()
-    return load(settings, store)
 
 
 def load(settings: Settings, store: Store) -> list[Schedule]:

@@ -163,6 +163,17 @@ def articles_in_window(store: Store, start: datetime, end: datetime) -> list[Art
         return [row_to_article(r) for r in rows]
 
 
+def articles_by_keys(store: Store, keys: Sequence[str]) -> list[Article]:
+    """The stored articles with these keys, in the order of `keys` (missing ones left out)."""
+    found: dict[str, Article] = {}
+    with store.session() as session:
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = list(keys[start : start + _LOOKUP_CHUNK])
+            for row in session.scalars(select(ArticleRow).where(ArticleRow.key.in_(chunk))):
+                found[row.key] = row_to_article(row)
+    return [found[k] for k in keys if k in found]
+
+
 def list_articles(
     store: Store,
     *,

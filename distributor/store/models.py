@@ -152,6 +152,10 @@ class SubscriberRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # --- email issue: subscribers ---
+    # How the address came on the list (web, cli, import): the record of consent, with
+    # confirmed_at, that a reader or a regulator may ask for.
+    source: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
 
 class EditionRunRow(Base):
@@ -171,6 +175,8 @@ class EditionRunRow(Base):
     window_end: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16), default="building")
     article_keys: Mapped[list] = mapped_column(JSON, default=list)
+    # Where each article goes (Edition.layout()), fixed when the run is prepared.
+    layout: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,172 @@
+"""The engine's decisions, free of Celery: what is due, which run to open, what to fan out.
+
+`tasks/` calls these and only turns their answers into queued work; the one-process
+`distributor run --once` calls the same functions directly. Every step is idempotent
+through the database (unique runs, unique deliveries and posts), so a task that runs
+twice, or two schedulers ticking at once, change nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import String, cast, select
+
+from distributor import schedules
+from distributor.editions import Edition, build_edition, edition_config, site_sections, window_for
+from distributor.runs import RunInfo, get_run, open_run, previous_run_end, set_status
+from distributor.settings import Settings
+from distributor.store import Store
+from distributor.store.models import EditionRunRow, FeedStateRow, SubscriberRow
+
+log = logging.getLogger(__name__)
+
+TICK_MARKER = "scheduler.tick"
+
+
+@dataclass
+class TickResult:
+    """What one scheduler tick decided."""
+
+    opened: list[RunInfo] = field(default_factory=list)  # new runs to build
+    existing: list[RunInfo] = field(default_factory=list)  # already opened elsewhere
+    skipped: list[schedules.DueSlot] = field(default_factory=list)  # missed beyond grace
+    sources_due: list[str] = field(default_factory=list)
+
+
+def subscriber_zones(settings: Settings, store: Store) -> dict[str, list[str]]:
+    """For each local-time edition, the timezones of confirmed subscribers who want it."""
+    local = [name for name, config in settings.editions.items() if config.local_time]
+    if not local:
+        return {}
+    defaults = {name for name, config in settings.editions.items() if config.default}
+    zones: dict[str, set[str]] = {name: set() for name in local}
+    with store.session() as session:
+        # Distinct on the JSON's text: PostgreSQL has no equality for json values, and
+        # this keeps a large list to one row per (zone, preferences) combination.
+        rows = session.execute(
+            select(SubscriberRow.timezone, cast(SubscriberRow.editions, String))
+            .where(SubscriberRow.status == "confirmed")
+            .distinct()
+        )
+        for zone, editions_json in rows:
+            editions = json.loads(editions_json) if editions_json else None
+            wanted = set(editions) if editions is not None else defaults
+            for name in local:
+                if name in wanted:
+                    zones[name].add(zone or settings.site.timezone)
+    return {name: sorted(found) for name, found in zones.items()}
+
+
+def open_slot(settings: Settings, store: Store, edition: str, slot: datetime, zone: str = "", *, force: bool = False) -> tuple[RunInfo, bool]:
+    """Open the run of `edition` for `slot` (and subscriber zone), with its window."""
+    config = edition_config(settings, edition)
+    previous = previous_run_end(store, edition, slot, timezone=zone) if config.window == "since_last" else None
+    window = window_for(config, slot, previous_end=previous)
+    return open_run(store, edition, slot, window, timezone=zone, force=force)
+
+
+def tick(settings: Settings, store: Store, now: datetime) -> TickResult:
+    """Open a run for every slot that came due since the last tick; list sources to poll.
+
+    The last tick time lives in the database, so a restarted scheduler catches up on
+    slots missed within the grace period, and skips (with a log line) older ones.
+    """
+    grace = timedelta(minutes=settings.file.scheduler.grace_minutes)
+    current = schedules.seed(settings, store)
+    last = schedules.get_marker(store, TICK_MARKER)
+    # A brand-new install starts from now: it has nothing to catch up on.
+    last = last or now - timedelta(seconds=settings.file.scheduler.tick_seconds)
+    plan = schedules.plan_due(
+        current,
+        settings.editions,
+        site_tz=settings.site.timezone,
+        local_zones=subscriber_zones(settings, store),
+        last_tick=min(last, now),
+        now=now,
+        grace=grace,
+    )
+    result = TickResult(skipped=list(plan.skipped) + list(plan.superseded))
+    for missed in plan.skipped:
+        log.warning(
+            "slot missed beyond the grace period: skipped",
+            extra={"edition": missed.edition, "slot": missed.slot.isoformat(), "tz": missed.timezone},
+        )
+    for later in plan.superseded:
+        log.info(
+            "missed slot superseded by a later one",
+            extra={"edition": later.edition, "slot": later.slot.isoformat(), "tz": later.timezone},
+        )
+    for due in plan.due:
+        run, created = open_slot(settings, store, due.edition, due.slot, due.timezone)
+        (result.opened if created else result.existing).append(run)
+    schedules.set_marker(store, TICK_MARKER, now)
+    result.sources_due = sources_due(settings, store, now)
+    return result
+
+
+def sources_due(settings: Settings, store: Store, now: datetime) -> list[str]:
+    """Enabled sources whose poll interval has passed since their last poll."""
+    with store.session() as session:
+        polled = dict(session.execute(select(FeedStateRow.source, FeedStateRow.last_polled_at)).all())
+    due = []
+    for source in settings.file.sources:
+        if not source.enabled:
+            continue
+        last = polled.get(settings.source_location(source))
+        if last is None or now - last >= timedelta(minutes=source.poll_minutes):
+            due.append(source.name)
+    return due
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run after building: `ready` runs are dispatched, others say why not."""
+
+    run: RunInfo
+    ready: bool
+    reason: str = ""
+
+
+def prepare_run(settings: Settings, store: Store, run_id: int) -> Prepared:
+    """Build the issue for a run: fix its article list, or skip it when too few articles.
+
+    Idempotent: a run already prepared keeps its article list (a redelivered task must
+    not send a different issue than the first attempt began to send).
+    """
+    run = get_run(store, run_id)
+    if run.status != "building":
+        return Prepared(run, ready=run.status in ("ready", "sending", "sent"), reason=run.status)
+    config = edition_config(settings, run.edition)
+    issue = build_edition(settings, store, run.edition, at=run.window.end, previous_end=run.window.start if config.window == "since_last" else None)
+    if issue.count < config.min_articles:
+        note = f"{issue.count} article(s) in the window, fewer than min_articles={config.min_articles}"
+        set_status(store, run_id, "skipped", note=note, finished=True)
+        log.info("edition run skipped", extra={"edition": run.edition, "run": run_id, "reason": note})
+        return Prepared(get_run(store, run_id), ready=False, reason=note)
+    with store.session() as session:
+        row = session.get(EditionRunRow, run_id)
+        row.article_keys = [a.key for a in issue.articles]
+        row.layout = issue.layout()
+        row.status = "ready"
+    return Prepared(get_run(store, run_id), ready=True)
+
+
+def issue_of(settings: Settings, store: Store, run: RunInfo) -> Edition:
+    """The Edition a run was prepared with: the same articles in the same places."""
+    from distributor.store.articles import articles_by_keys
+
+    with store.session() as session:
+        layout = session.get(EditionRunRow, run.id).layout or {}
+    articles = {a.key: a for a in articles_by_keys(store, run.article_keys)}
+    return Edition.from_layout(
+        run.edition,
+        edition_config(settings, run.edition).label,
+        run.window,
+        layout,
+        articles,
+        site_sections(settings),
+    )
