@@ -38,23 +38,23 @@ def cli(tmp_path, monkeypatch):
 
 def test_fresh_database_ingest_unchanged_then_edited(cli):
     assert "database ready" in cli("init").output
-    first = json.loads(cli("ingest", str(SAMPLE), "--json").output)
+    first = json.loads(cli("ingest", str(SAMPLE), "--json").stdout)
     [report] = first
     assert report["ok"] and report["rejected"], report
     assert len(report["new"]) >= 24
-    stored = json.loads(cli("articles", "--json", "--limit", "1000").output)
+    stored = json.loads(cli("articles", "--json", "--limit", "1000").stdout)
     assert {a["section"] for a in stored} == SECTIONS
     assert len(stored) == len(report["new"])
 
-    [again] = json.loads(cli("ingest", str(SAMPLE), "--json").output)
+    [again] = json.loads(cli("ingest", str(SAMPLE), "--json").stdout)
     assert again["new"] == [] and again["updated"] == []
     # Every item parsed the first time (including the sample's duplicate) is unchanged.
     assert again["unchanged"] == len(report["new"]) + report["unchanged"]
     assert again["rejected"] == report["rejected"]
 
-    [edited] = json.loads(cli("ingest", str(EDITED), "--json").output)
+    [edited] = json.loads(cli("ingest", str(EDITED), "--json").stdout)
     assert edited["new"] == [] and len(edited["updated"]) == 1
-    updated = [a for a in json.loads(cli("articles", "--json", "--limit", "1000").output) if a["version"] == 2]
+    updated = [a for a in json.loads(cli("articles", "--json", "--limit", "1000").stdout) if a["version"] == 2]
     assert [a["key"] for a in updated] == edited["updated"]
 
 
@@ -67,7 +67,7 @@ def test_ingest_reports_bad_source_without_stopping_the_rest(cli, tmp_path):
     assert any("missing.xml: FAILED" in l and "not found" in l for l in lines)
     assert any("broken.xml: FAILED" in l for l in lines)
     assert any("new," in l and "rejected" in l for l in lines)
-    assert json.loads(cli("articles", "--json", "--section", "nation").output)
+    assert json.loads(cli("articles", "--json", "--section", "nation").stdout)
 
 
 def test_commands_need_init_first(cli):
@@ -78,7 +78,7 @@ def test_commands_need_init_first(cli):
 def test_edition_after_ingest_groups_by_section_with_trending_first(cli):
     cli("init")
     cli("ingest")  # the configured sample source, re-dated to now
-    issue = json.loads(cli("edition", "morning", "--json").output)
+    issue = json.loads(cli("edition", "morning", "--json").stdout)
     order = [s["slug"] for s in issue["sections"]]
     configured = ["nation", "states", "international", "politics", "opinion", "economy", "sports", "entertainment"]
     assert order == [s for s in configured if s in order] and len(order) >= 6

@@ -1,0 +1,32 @@
+# Two commands for people: `make run` runs the main job once, `make test` runs every test.
+# Both create .venv and install the project into it on first use; pip runs again only when
+# pyproject.toml is newer than the stamp .venv/.installed. Extra arguments: ARGS="...".
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := run
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: run test
+
+## Initialise the database, ingest the configured sources, build the editions, write them under var/.
+run: $(STAMP)
+	$(VENV)/bin/distributor run --once $(ARGS)
+
+## The whole test suite (PostgreSQL and Redis tests need the servers; .ci/run starts them).
+test: $(STAMP)
+	$(VENV)/bin/pytest -q $(ARGS)
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "make: $(PYTHON) is older than Python 3.11; install 3.11+ or pass PYTHON=python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# --quiet hides pip's progress chatter; its errors and warnings still print.
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
