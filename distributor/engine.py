@@ -170,3 +170,45 @@ def issue_of(settings: Settings, store: Store, run: RunInfo) -> Edition:
         articles,
         site_sections(settings),
     )
+
+
+def run_now(settings: Settings, store: Store, edition: str, now: datetime, *, force: bool = False) -> tuple[RunInfo, bool]:
+    """Open a run for the current minute (operator `run-now`); the same minute twice is one run."""
+    slot = now.replace(second=0, microsecond=0)
+    return open_slot(settings, store, edition, slot, force=force)
+
+
+def mark_sending(store: Store, run_id: int) -> None:
+    """A prepared run whose deliveries and posts are queued."""
+    with store.session() as session:
+        row = session.get(EditionRunRow, run_id)
+        if row is not None and row.status == "ready":
+            row.status = "sending"
+
+
+# Delivery and post states after which nothing more will happen without an operator.
+_SETTLED_EMAIL = ("sent", "failed", "suppressed")
+_SETTLED_TELEGRAM = ("sent", "failed", "unknown", "skipped")
+
+
+def finish_if_done(store: Store, run_id: int) -> bool:
+    """Mark a sending run `sent` once every delivery and post has settled."""
+    from sqlalchemy import func
+
+    from distributor.store.models import DeliveryRow, TelegramPostRow, utcnow
+
+    with store.session() as session:
+        row = session.get(EditionRunRow, run_id)
+        if row is None or row.status not in ("ready", "sending"):
+            return False
+        open_email = session.scalar(
+            select(func.count()).where(DeliveryRow.run_id == run_id, DeliveryRow.status.not_in(_SETTLED_EMAIL))
+        )
+        open_posts = session.scalar(
+            select(func.count()).where(TelegramPostRow.run_id == run_id, TelegramPostRow.status.not_in(_SETTLED_TELEGRAM))
+        )
+        if open_email or open_posts:
+            return False
+        row.status = "sent"
+        row.finished_at = utcnow()
+        return True

@@ -35,3 +35,7 @@ class RejectedItem(DistributorError, ValueError):
 
 class SignatureError(DistributorError, PermissionError):
     """A signed request or token failed verification."""
+
+
+class TemporaryFailure(DistributorError, RuntimeError):
+    """Worth retrying later: a server was away or asked us to wait."""

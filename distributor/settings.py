@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from datetime import tzinfo
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, timezone, tzinfo
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -196,13 +197,85 @@ class SchedulerConfig(_Strict):
     grace_minutes: int = Field(default=120, ge=0, le=7 * 24 * 60)
 
 
-class ChannelConfig(_Strict):
-    """A Telegram channel. Later issues add keys here."""
+@dataclass(frozen=True, slots=True)
+class DailyRange:
+    """A range of local clock times, e.g. 23:00-07:00 (start included, end excluded).
 
+    A range whose start is after its end runs over midnight.
+    """
+
+    start: time
+    end: time
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+    def contains(self, moment: datetime, tz: tzinfo) -> bool:
+        """Whether the aware `moment`, read on a clock in `tz`, falls inside the range."""
+        local = moment.astimezone(tz).time().replace(tzinfo=None)
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def end_after(self, moment: datetime, tz: tzinfo) -> datetime:
+        """The first end of the range after `moment` (aware, in UTC)."""
+        local = moment.astimezone(tz)
+        day = local.date()
+        for offset in (0, 1, 2):
+            candidate = datetime.combine(day + timedelta(days=offset), self.end, tzinfo=tz)
+            if candidate > local:
+                return candidate.astimezone(timezone.utc)
+        raise AssertionError("unreachable: an end time comes within two days")
+
+
+_DAILY_RANGE = re.compile(r"^\s*([01]\d|2[0-3]):([0-5]\d)\s*-\s*([01]\d|2[0-3]):([0-5]\d)\s*$")
+
+
+def parse_daily_range(value: str) -> DailyRange | None:
+    """"HH:MM-HH:MM" as a DailyRange; "" means no range. Raises ValueError naming the problem."""
+    if not value.strip():
+        return None
+    match = _DAILY_RANGE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a range of clock times like \"23:00-07:00\"")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if (h1, m1) == (h2, m2):
+        raise ValueError(f"{value!r} starts and ends at the same time; leave it empty for none")
+    return DailyRange(time(h1, m1), time(h2, m2))
+
+
+def _check_daily_range(value: str) -> str:
+    parsed = parse_daily_range(value)
+    return str(parsed) if parsed else ""
+
+
+DailyRangeText = Annotated[str, AfterValidator(_check_daily_range)]
+
+
+class ChannelConfig(_Strict):
+    """A Telegram channel: where its posts go, what it carries, and when.
+
+    Modes: `instant` posts each new article of the channel's sections as soon as it is
+    ingested; `digests` names the editions the channel receives as one (possibly split)
+    digest post on the edition's schedule. A channel may do both.
+    """
+
+    # "@username" of a public channel, or the numeric id ("-100...") of any chat.
     chat_id: str = Field(min_length=2)
-    sections: tuple[Slug, ...] = ()  # empty means every section
+    # Section slugs this channel carries; empty means every section.
+    sections: tuple[Slug, ...] = ()
+    # Post each new article of those sections as soon as it is ingested.
     instant: bool = False
+    # Editions this channel receives as a digest post (names from [editions]).
     digests: tuple[Slug, ...] = ()
+    # "HH:MM-HH:MM" in the site timezone: instant posts falling inside wait and go out
+    # at the end as one roundup post instead of a burst. Empty: no quiet hours.
+    quiet_hours: DailyRangeText = ""
+    # "HH:MM-HH:MM" in the site timezone: posts inside are sent with
+    # disable_notification, so followers' phones stay silent at night. Empty: never.
+    silent_hours: DailyRangeText = ""
+    # Turn off Telegram's link preview under text posts (photo posts never have one).
+    disable_link_preview: bool = False
 
     @field_validator("chat_id")
     @classmethod
@@ -211,23 +284,263 @@ class ChannelConfig(_Strict):
             raise ValueError(f"{value!r} is neither @username nor a numeric chat id")
         return value
 
+    @field_validator("sections", "digests")
+    @classmethod
+    def _no_repeats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        repeated = sorted({v for v in value if value.count(v) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {', '.join(repeated)}")
+        return value
+
+    @property
+    def quiet(self) -> DailyRange | None:
+        """Quiet hours as a range, or None."""
+        return parse_daily_range(self.quiet_hours)
+
+    @property
+    def silent(self) -> DailyRange | None:
+        """Silent-notification hours as a range, or None."""
+        return parse_daily_range(self.silent_hours)
+
+    def carries(self, section: str) -> bool:
+        """Whether articles of `section` belong in this channel."""
+        return not self.sections or section in self.sections
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+# The address part of a mailbox: no spaces, brackets, quotes or commas, exactly one "@".
+ADDR_SPEC = re.compile(r"^[^\s<>()\[\],;:\"\\@]+@[^\s<>()\[\],;:\"\\@]+\.[^\s<>()\[\],;:\"\\@]+$")
+
+
+def check_mailbox(value: str) -> str:
+    """A mailbox: `addr@domain` or `Display Name <addr@domain>`; raises ValueError."""
+    from email.utils import parseaddr
+
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError("a mailbox may not contain line breaks or NUL")
+    name, addr = parseaddr(value)
+    if not addr or not ADDR_SPEC.match(addr) or not addr.isascii():
+        raise ValueError(f"{value!r} is not a mailbox like 'News Arena <brief@example.com>'")
+    return value
+
 
 class EmailConfig(_Strict):
-    """Email editions: sender identity, message headers, dispatch limits. (Issue: email.)"""
+    """Email editions: sender identity and message headers. (Issue: email.)"""
+
+    # From header of every email (MAIL_FROM overrides it); also the envelope sender.
+    from_address: str = "News Arena <brief@newsarenaindia.com>"
+    # Where replies go; "" sends no Reply-To (replies go to from_address).
+    reply_to: str = ""
+    # Right-hand side of Message-IDs: a domain we own, so ids never collide with others'.
+    message_id_domain: str = "newsarenaindia.com"
+    # List-Id (RFC 2919) per edition; "{edition}" is the edition's slug. Mail clients
+    # and filters key on it, so it must stay stable once readers have filters.
+    list_id: str = "{edition}.editions.newsarenaindia.com"
+    # Mailbox for the mailto: half of List-Unsubscribe; "" sends only the https URL.
+    unsubscribe_mailto: str = "unsubscribe@newsarenaindia.com"
+    # UTM parameters added to every link to the site; "" leaves that parameter out.
+    # utm_campaign may use "{edition}" (slug) and "{date}" (issue date, YYYY-MM-DD).
+    utm_source: str = "newsletter"
+    utm_medium: str = "email"
+    utm_campaign: str = "{edition}"
+    # Greeting when the subscriber gave a name ("{name}" is replaced), and when not.
+    greeting: str = "Hi {name},"
+    greeting_anonymous: str = "Hello,"
+    # Longest top headline (characters) quoted in the Subject before it is cut with "…".
+    subject_headline_chars: int = Field(default=90, ge=20, le=300)
+    # Article image size in the 600px column (600 minus 2 x 24px padding); Outlook
+    # uses these attributes literally, so height matches the site's 16:9 crops.
+    image_width: int = Field(default=552, ge=100, le=600)
+    image_height: int = Field(default=311, ge=50, le=1200)
+    # DKIM signing: all three set to sign, all empty not to. The key file (PEM) is
+    # relative to the config file's folder; it is a secret, keep it out of the repo.
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_private_key_file: str = ""
+
+    @field_validator("from_address")
+    @classmethod
+    def _from_is_mailbox(cls, value: str) -> str:
+        return check_mailbox(value)
+
+    @field_validator("reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _optional_mailbox(cls, value: str) -> str:
+        return check_mailbox(value) if value else value
+
+    @field_validator("message_id_domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not _HOSTNAME.match(value):
+            raise ValueError(f"{value!r} is not a domain name like example.com")
+        return value
+
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, value: str) -> str:
+        try:
+            sample = value.format(edition="morning")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{value!r}: only the placeholder {{edition}} is allowed") from exc
+        if not _HOSTNAME.match(sample):
+            raise ValueError(f"{value!r} is not a dotted list id like {{edition}}.list.example.com")
+        return value
+
+    @field_validator("utm_source", "utm_medium", "utm_campaign")
+    @classmethod
+    def _utm(cls, value: str) -> str:
+        try:
+            value.format(edition="morning", date="2025-07-04")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{value!r}: only the placeholders {{edition}} and {{date}} are allowed") from exc
+        if any(ch.isspace() or ch in "&#=?" for ch in value):
+            raise ValueError(f"{value!r} may not contain spaces or & # = ?")
+        return value
+
+    @field_validator("greeting")
+    @classmethod
+    def _greeting(cls, value: str) -> str:
+        if "{name}" not in value:
+            raise ValueError("must contain {name}")
+        return value
+
+    @field_validator("greeting", "greeting_anonymous")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if any(ch in value for ch in "\r\n\x00"):
+            raise ValueError("must be one line")
+        return value
+
+    @model_validator(mode="after")
+    def _dkim_all_or_nothing(self) -> "EmailConfig":
+        parts = {
+            "dkim_selector": self.dkim_selector,
+            "dkim_domain": self.dkim_domain,
+            "dkim_private_key_file": self.dkim_private_key_file,
+        }
+        if any(parts.values()) and not all(parts.values()):
+            missing = ", ".join(k for k, v in parts.items() if not v)
+            raise ValueError(f"DKIM needs dkim_selector, dkim_domain and dkim_private_key_file; missing {missing}")
+        if self.dkim_domain and not _HOSTNAME.match(self.dkim_domain):
+            raise ValueError(f"dkim_domain: {self.dkim_domain!r} is not a domain name")
+        if self.dkim_selector and not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", self.dkim_selector):
+            raise ValueError(f"dkim_selector: {self.dkim_selector!r} is not a DNS label")
+        return self
+
+    @property
+    def dkim_enabled(self) -> bool:
+        return bool(self.dkim_selector)
 
 
 class WebConfig(_Strict):
     """The public web app: subscribe limits and pages. (Issue: email.)"""
 
+    # Subscribe attempts (valid or not) one client IP may make per window; more get 429.
+    # Counted per IP so one script cannot sign up a list of strangers.
+    subscribe_per_ip: int = Field(default=10, ge=1, le=100_000)
+    # Length of that window, in seconds; it starts at the IP's first attempt.
+    subscribe_ip_window_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+    # Subscribe attempts for one address per window, from any IP: caps how many
+    # confirmation emails a stranger can make us send to one inbox.
+    subscribe_per_address: int = Field(default=3, ge=1, le=1000)
+    # Length of that window, in seconds.
+    subscribe_address_window_seconds: int = Field(default=86400, ge=1, le=30 * 86400)
+    # Hours a confirmation link stays valid. Unsubscribe and preference links never expire
+    # (an old email must still let its reader leave), but they are still verified.
+    confirm_max_age_hours: int = Field(default=72, ge=1, le=24 * 30)
+    # Name of the subscribe form's hidden honeypot field: people leave it empty, form-filling
+    # bots fill it in, and a filled one is answered as if fine while nothing is stored.
+    honeypot_field: str = "website"
+    # Largest request body the public forms accept, in bytes; a subscribe or preferences
+    # form is well under 2 KiB, so anything far larger is refused (413) unread.
+    max_body_bytes: int = Field(default=16384, ge=1024, le=1024 * 1024)
+    # Serve the public archive of sent editions at /archive.
+    archive: bool = True
+    # Edition runs listed per archive page.
+    archive_page_size: int = Field(default=30, ge=1, le=500)
+
+    @field_validator("honeypot_field")
+    @classmethod
+    def _honeypot_name(cls, value: str) -> str:
+        if not re.match(r"^[a-z][a-z0-9_]{1,31}$", value):
+            raise ValueError(f"{value!r} is not a form field name (lowercase letters, digits, _)")
+        if value in {"email", "name", "sections", "editions", "timezone", "format"}:
+            raise ValueError(f"{value!r} is a real subscribe field; the honeypot needs its own name")
+        return value
+
 
 class TelegramConfig(_Strict):
-    """Telegram sending: rate limits, edits, link previews. (Issue: telegram.)"""
+    """Telegram sending: rate limits, retries, edits, timeouts. (Issue: telegram.)
+
+    The rate limits are shared by every worker (in Redis when REDIS_URL is set) and count
+    every message-changing call (posts and edits). Telegram's documented limits are about
+    20 messages a minute in one group or channel and about 30 a second overall; we stay
+    under them so flood control (429 RetryAfter) is the exception, not the rule.
+    """
+
+    # Most messages one chat receives within `channel_period_seconds`.
+    channel_messages: int = Field(default=20, ge=1, le=10_000)
+    # Length of that sliding window, in seconds.
+    channel_period_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    # Most messages the bot sends to all chats together within `overall_period_seconds`.
+    overall_messages: int = Field(default=25, ge=1, le=10_000)
+    # Length of that sliding window, in seconds.
+    overall_period_seconds: float = Field(default=1.0, gt=0, le=3_600)
+    # Prefix of the Redis keys holding the shared windows and per-chat holds.
+    rate_key_prefix: str = Field(default="distributor:telegram", min_length=1, max_length=100)
+    # Longest wait a worker spends in place, for a rate-limit slot or a RetryAfter, before
+    # it leaves the post pending for a later attempt instead.
+    max_retry_wait_seconds: float = Field(default=120.0, ge=0, le=3_600)
+    # An updated article edits its posted message (editMessageText / editMessageCaption)
+    # for this many hours after posting; later changes leave the post alone. 0: never edit.
+    edit_window_hours: float = Field(default=48.0, ge=0, le=24 * 365)
+    # Instant posts skip articles published longer ago than this many hours, so the first
+    # ingest of a feed's backlog does not flood a channel with old news.
+    instant_max_age_hours: float = Field(default=6.0, gt=0, le=24 * 365)
+    # Seconds to open a connection to the Bot API.
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Seconds to send a request; a timeout after this point is ambiguous (the post may exist).
+    write_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    # Seconds to wait for the answer; a timeout here is ambiguous too.
+    read_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    # A post claimed by a worker ("sending") longer than this is taken to be lost in a
+    # crash: it is marked unknown (maybe posted) and never resent blindly.
+    stale_claim_seconds: float = Field(default=900.0, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _claim_outlives_a_send(self) -> "TelegramConfig":
+        longest = (
+            self.max_retry_wait_seconds
+            + self.connect_timeout_seconds
+            + self.write_timeout_seconds
+            + self.read_timeout_seconds
+        )
+        if self.stale_claim_seconds <= longest:
+            raise ValueError(
+                f"stale_claim_seconds ({self.stale_claim_seconds:g}) must exceed the longest send "
+                f"(max_retry_wait_seconds plus the timeouts: {longest:g}), or live sends "
+                "would be taken for crashed ones"
+            )
+        return self
+
+    @property
+    def request_seconds(self) -> float:
+        """The longest one Bot API request can take before its timeouts give up."""
+        return self.connect_timeout_seconds + self.write_timeout_seconds + self.read_timeout_seconds
 
 
 class TrendingConfig(_Strict):
     """Editor pins (URLs or article keys) that lead the Trending group."""
 
     pins: tuple[str, ...] = ()
+
+
+class DemoConfig(_Strict):
+    """What makes the shipped sample show real output with nothing configured."""
+
+    # CSV of subscribers (relative to the config file) imported as confirmed when the
+    # list is empty and mail goes to the outbox (no SMTP_URL). Empty: none.
+    subscribers: str = ""
 
 
 class PathsConfig(_Strict):
@@ -251,6 +564,7 @@ class FileConfig(_Strict):
     web: WebConfig = WebConfig()
     trending: TrendingConfig = TrendingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    demo: DemoConfig = DemoConfig()
     paths: PathsConfig = PathsConfig()
 
     @model_validator(mode="after")
@@ -274,6 +588,14 @@ class FileConfig(_Strict):
             for edition in channel.digests:
                 if edition not in self.editions:
                     raise ValueError(f"channels.{name}.digests: unknown edition {edition!r}")
+        # Two entries for one chat would post every article there twice.
+        chats: dict[str, str] = {}
+        for name, channel in self.channels.items():
+            if channel.chat_id.lower() in chats:
+                raise ValueError(
+                    f"channels.{name}.chat_id: {channel.chat_id} is already channels.{chats[channel.chat_id.lower()]}"
+                )
+            chats[channel.chat_id.lower()] = name
         return self
 
 
