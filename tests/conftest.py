@@ -19,6 +19,8 @@ from sqlalchemy import create_engine, text
 from distributor.settings import PROJECT_ROOT, PathsConfig, Settings, load_settings
 from distributor.store import Store
 
+pytest_plugins = ["tests.fakes.telegram_api"]
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONFIG = PROJECT_ROOT / "config" / "distributor.toml"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -34,6 +36,7 @@ ENV_KEYS = (
     "TELEGRAM_API_BASE_URL",
     "SECRET_KEY",
     "PUBLIC_BASE_URL",
+    "OPERATOR_TOKEN",
 )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from distributor.articles import Article
 from distributor.errors import FeedError
 from distributor.ingest.feeds import parse_feed
-from distributor.ingest.fetch import Validators, fetch
+from distributor.ingest.fetch import Validators, fetch, scrub_url
 from distributor.settings import Settings
 from distributor.store import Store
 from distributor.store.articles import save_articles
@@ -33,6 +33,8 @@ class IngestReport:
     rejected: list[str] = field(default_factory=list)
     not_modified: bool = False
     error: str | None = None
+    # (key, outcome) for every stored article, in input order.
+    outcomes: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -91,6 +93,7 @@ def store_articles(
     for article, outcome in save_articles(
         store, articles, significant_fields=settings.file.ingest.significant_fields
     ):
+        report.outcomes.append((article.key, outcome))
         if outcome == "new":
             report.new.append(article)
         elif outcome == "updated":
@@ -140,7 +143,8 @@ def ingest_source(
     redate_dates: bool = False,
 ) -> IngestReport:
     """Fetch, parse and save one source. Never raises for a bad feed: the report says."""
-    name = name or location
+    # Reports, logs and the feed state name the source without any user:password in it.
+    name = scrub_url(name or location)
     report = IngestReport(source=name)
     now = utcnow()
     validators: Validators | None = None

@@ -116,9 +116,7 @@ def parse_payload(body: bytes) -> list[object]:
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
-        raise PayloadError(
-            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
     except ValueError as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from distributor.settings import Settings
 from distributor.store import Store
 from distributor.web import webhooks
-from distributor.web.deps import store_of
+from distributor.web.deps import StoreDep
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     app.state.store = store
 
     @app.get("/healthz")
-    def healthz(store: Store = Depends(store_of)) -> JSONResponse:
+    def healthz(store: StoreDep) -> JSONResponse:
         """Liveness and database reachability, for load balancers and compose health checks."""
         try:
             with store.session() as session:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from distributor.settings import Settings
 from distributor.store import Store
@@ -16,3 +18,8 @@ def settings_of(request: Request) -> Settings:
 def store_of(request: Request) -> Store:
     """The Store the app was created with (FastAPI dependency)."""
     return request.app.state.store
+
+
+# Route parameters: `store: StoreDep` reads better than a Depends() default.
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+StoreDep = Annotated[Store, Depends(store_of)]

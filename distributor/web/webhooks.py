@@ -9,11 +9,10 @@ ones are stored (200), or 422 when every one was rejected.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Sequence
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
@@ -34,7 +33,7 @@ from distributor.ingest.webhook import (
 from distributor.settings import Settings
 from distributor.store import Store
 from distributor.store.models import WebhookReceiptRow, utcnow
-from distributor.web.deps import settings_of, store_of
+from distributor.web.deps import SettingsDep, StoreDep
 
 log = logging.getLogger(__name__)
 
@@ -89,25 +88,8 @@ def release_receipt(store: Store, signature: str) -> None:
 
 
 def _outcomes(articles: Sequence[Article], report: IngestReport) -> list[dict]:
-    """Each input article's outcome, in input order, from the report's lists.
-
-    store_articles keeps input order, so a key's new/updated sightings are handed out
-    to its occurrences first to last; whatever is left is unchanged.
-    """
-    new = Counter(a.key for a in report.new)
-    updated = Counter(a.key for a in report.updated)
-    results = []
-    for article in articles:
-        if new[article.key]:
-            new[article.key] -= 1
-            outcome = "new"
-        elif updated[article.key]:
-            updated[article.key] -= 1
-            outcome = "updated"
-        else:
-            outcome = "unchanged"
-        results.append({"key": article.key, "outcome": outcome})
-    return results
+    """Each input article's outcome, in input order."""
+    return [{"key": key, "outcome": outcome} for key, outcome in report.outcomes]
 
 
 def ingest_items(
@@ -117,9 +99,6 @@ def ingest_items(
     articles: list[Article] = []
     rejected: list[dict] = []
     for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            rejected.append({"index": index, "reason": "article must be a JSON object"})
-            continue
         try:
             articles.append(
                 article_from_mapping(
@@ -144,9 +123,7 @@ def ingest_items(
 
 @router.post("/webhooks/articles")
 async def receive_articles(
-    request: Request,
-    settings: Settings = Depends(settings_of),
-    store: Store = Depends(store_of),
+    request: Request, settings: SettingsDep, store: StoreDep
 ) -> JSONResponse:
     """Store the pushed article(s); see the module docstring for the status codes."""
     config = settings.file.webhook
@@ -183,7 +160,7 @@ async def receive_articles(
         return _error(409, "replay of an already accepted request")
     try:
         results, rejected = await run_in_threadpool(ingest_items, settings, store, items, now)
-    except BaseException:
+    except Exception:
         await run_in_threadpool(release_receipt, store, signature)
         raise
     status = 200 if results else 422
