@@ -613,6 +613,7 @@ class Environment(BaseSettings):
     telegram_api_base_url: str | None = None
     secret_key: SecretStr | None = None
     public_base_url: str | None = None
+    operator_token: SecretStr | None = None  # bearer token of the operator HTTP API
 
 
 # Used when SECRET_KEY is unset: fine for the one-process demo, refused nowhere, but
@@ -693,9 +694,15 @@ class Settings:
     def secret_key_is_demo(self) -> bool:
         return self.env.secret_key is None
 
+    @property
+    def operator_token(self) -> str | None:
+        return self.env.operator_token.get_secret_value() if self.env.operator_token else None
+
     def secrets(self) -> list[str]:
         """Every secret value in force, for masking in logs and output."""
         found = []
+        if self.env.operator_token:
+            found.append(self.env.operator_token.get_secret_value())
         if self.env.secret_key:
             found.append(self.env.secret_key.get_secret_value())
         if self.env.telegram_bot_token:

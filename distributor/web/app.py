@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from distributor.settings import Settings
 from distributor.store import Store
-from distributor.web import webhooks
+from distributor.web import operator, webhooks
 from distributor.web.deps import StoreDep
 
 log = logging.getLogger(__name__)
@@ -40,4 +40,5 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         return JSONResponse({"ok": True, "database": "ok"})
 
     app.include_router(webhooks.router)
+    app.include_router(operator.router)
     return app

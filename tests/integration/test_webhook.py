@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from distributor.ingest.webhook import (
@@ -31,6 +30,7 @@ from distributor.store import Store
 from distributor.store.articles import find_article, list_articles
 from distributor.store.models import WebhookReceiptRow, utcnow
 from distributor.web.app import create_app
+from tests.fakes.webserver import serve
 from tests.conftest import settings_for
 
 SECRET = "webhook-test-secret-0f3c9a"
@@ -63,28 +63,6 @@ BAD = {"url": "https://www.newsarenaindia.com/nation/no-title/", "section": "Nat
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SECRET_KEY", SECRET)
     return settings_for(tmp_path)
-
-
-@contextmanager
-def serve(app) -> Iterator[httpx.Client]:
-    """Run `app` under uvicorn in a thread; yield a client pointed at it."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:  # start-up, not a timing assertion
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, trust_env=False) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 @pytest.fixture
