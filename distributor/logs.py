@@ -24,7 +24,9 @@ class KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        # Only our own fields: libraries (Celery) attach bulky extras of their own.
+        ours = record.name.startswith(("distributor", "tasks"))
+        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD} if ours else {}
         if fields:
             line += " " + " ".join(
                 f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in sorted(fields.items())

@@ -153,6 +153,9 @@ class EditionConfig(_Strict):
     default: bool = False
     local_time: bool = False
     paused: bool = False
+    # "digest": Trending on top, then the sections; "trending": only the Trending group
+    # (the top trending_limit articles of the window by score), e.g. "Trending now" posts.
+    kind: Literal["digest", "trending"] = "digest"
 
     @field_validator("schedule")
     @classmethod
@@ -178,6 +181,12 @@ class EditionConfig(_Strict):
             raise ValueError("schedule (cron) or times is required")
         elif self.days:
             raise ValueError("days goes with times, not with a cron schedule")
+        return self
+
+    @model_validator(mode="after")
+    def _trending_kind_has_room(self) -> "EditionConfig":
+        if self.kind == "trending" and self.trending_limit < 1:
+            raise ValueError('kind = "trending" shows only the Trending group: trending_limit must be at least 1')
         return self
 
     @field_validator("window")
@@ -308,8 +317,10 @@ class ChannelConfig(_Strict):
 
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
-# The address part of a mailbox: no spaces, brackets, quotes or commas, exactly one "@".
-ADDR_SPEC = re.compile(r"^[^\s<>()\[\],;:\"\\@]+@[^\s<>()\[\],;:\"\\@]+\.[^\s<>()\[\],;:\"\\@]+$")
+# The address part of a mailbox: no spaces, controls, brackets, quotes or commas, one "@".
+ADDR_SPEC = re.compile(
+    r"^[^\s\x00-\x1f\x7f<>()\[\],;:\"\\@]+@[^\s\x00-\x1f\x7f<>()\[\],;:\"\\@]+\.[^\s\x00-\x1f\x7f<>()\[\],;:\"\\@]+$"
+)
 
 
 def check_mailbox(value: str) -> str:
@@ -529,10 +540,76 @@ class TelegramConfig(_Strict):
         return self.connect_timeout_seconds + self.write_timeout_seconds + self.read_timeout_seconds
 
 
-class TrendingConfig(_Strict):
-    """Editor pins (URLs or article keys) that lead the Trending group."""
+class TrendingWeights(_Strict):
+    """Points one signal of each kind is worth when fresh (it halves every half-life)."""
 
+    # One click on one of our own links (email, Telegram) through /c/{token}.
+    click: float = Field(default=1.0, ge=0, le=1e6)
+    # One page view pushed by the site (POST /webhooks/pageviews). Views are far more
+    # numerous than clicks from our own readers, so each counts for less.
+    view: float = Field(default=0.1, ge=0, le=1e6)
+    # The feed put the article in site.trending_category (an editor's flag), counted
+    # once, from the article's publication time.
+    editor: float = Field(default=20.0, ge=0, le=1e6)
+
+
+class TrendingConfig(_Strict):
+    """What makes an article trend: signals, their weights and decay, pins. (Issue: trending.)"""
+
+    # URLs or article keys pinned to the top of every Trending group, in this order.
     pins: tuple[str, ...] = ()
+    # Send article links in email and Telegram posts through {PUBLIC_BASE_URL}/c/{token},
+    # which counts the click and redirects to the article; false links straight to the
+    # article (and clicks are not counted).
+    click_tracking: bool = True
+    # Hours after which a signal counts half as much (a quarter after twice as long...).
+    half_life_hours: float = Field(default=6.0, ge=0.01, le=24 * 365)
+    # Points per signal kind (see TrendingWeights).
+    weights: TrendingWeights = TrendingWeights()
+    # Articles listed by `distributor trending` when --limit is not given (each edition
+    # takes its own trending_limit).
+    top: int = Field(default=20, ge=1, le=1000)
+    # Least score (points now, after decay) that gets an article into a Trending group;
+    # pinned articles need none.
+    min_score: float = Field(default=1.0, ge=0)
+    # Prefix of the Redis keys holding the scores when REDIS_URL is set.
+    redis_key_prefix: str = Field(default="distributor:trending", min_length=1, max_length=100)
+    # Hours page views for a URL we have no article for are kept, waiting for it to
+    # arrive; older ones are dropped.
+    pending_view_hours: float = Field(default=72.0, gt=0, le=24 * 90)
+    # Largest view count one entry of a page-views push may carry; bigger is refused as
+    # a broken counter rather than allowed to swamp every other signal.
+    max_views_per_entry: int = Field(default=1_000_000, ge=1, le=10**12)
+    # User-Agent fragments (case-insensitive) of link-preview fetchers and crawlers: /c/
+    # still redirects them but does not count a click. Telegram fetches every posted link
+    # once for its preview, which would otherwise count as a reader.
+    uncounted_agents: tuple[str, ...] = (
+        "TelegramBot",
+        "Twitterbot",
+        "facebookexternalhit",
+        "Slackbot",
+        "Discordbot",
+        "LinkedInBot",
+        "WhatsApp",
+        "Googlebot",
+        "bingbot",
+    )
+
+    @field_validator("uncounted_agents")
+    @classmethod
+    def _agent_fragments(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        blank = [i for i, fragment in enumerate(value) if not fragment.strip()]
+        if blank:
+            raise ValueError(f"empty fragment at position {blank[0]}: it would match every browser")
+        return value
+
+    @property
+    def half_life_seconds(self) -> float:
+        return self.half_life_hours * 3600.0
+
+    def weight(self, kind: str) -> float:
+        """The weight of a signal kind ("click", "view" or "editor")."""
+        return float(getattr(self.weights, kind))
 
 
 class DemoConfig(_Strict):

@@ -194,7 +194,7 @@ class DeliveryRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("edition_runs.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
-    # queued -> sent | deferred | failed | suppressed
+    # queued -> sent | deferred | failed | suppressed ("sending" while claimed, see `claim`)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     variant: Mapped[str] = mapped_column(String(128), default="")
     reply: Mapped[str] = mapped_column(Text, default="")
@@ -203,6 +203,11 @@ class DeliveryRow(Base):
     deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # --- email issue: dispatch ---
+    # While a worker sends a row its status is "sending" and this holds that worker's
+    # claim token (updated_at is the claim time): only the claimant sends it, and a claim
+    # older than the claim timeout counts as abandoned by a crashed worker.
+    claim: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class TelegramPostRow(Base):
@@ -232,6 +237,22 @@ class TelegramPostRow(Base):
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
+    # --- telegram issue: claims, kinds, holds (migration 0003) ---
+    # Statuses: pending -> sending -> sent | unknown | failed; held (quiet hours) ->
+    # sending; skipped (channel paused, or nothing for this channel in a digest).
+    # "sending" is a claim: only the worker that moved the row there may send it.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # What the post is, for edits: "text" (editMessageText), "photo"
+    # (editMessageCaption), "roundup" or "digest" (never edited).
+    kind: Mapped[str] = mapped_column(String(16), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The post went out as plain text after Telegram refused its formatting.
+    plain_text: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Held by quiet hours until this time, then posted in the channel's roundup.
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A deferred post (flood wait too long, temporary failure) is not tried before this.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
 
 # --- scheduling issue: live schedules and scheduler markers ---
 
@@ -258,3 +279,90 @@ class SchedulerStateRow(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- telegram issue: channel state (migration 0003) ---
+
+# Status pages and the quiet-hours flush look posts up by channel and status.
+Index("ix_telegram_posts_channel_status", TelegramPostRow.channel, TelegramPostRow.status)
+
+
+class ChannelStateRow(Base):
+    """What the bot learnt about a Telegram channel at run time: pauses and moved chats."""
+
+    __tablename__ = "channel_state"
+
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The chat id Telegram gave when the group became a supergroup (ChatMigrated);
+    # used instead of the configured one.
+    chat_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Paused after a permanent error (bot removed, no rights, chat not found) until an
+    # operator runs `distributor channels resume`.
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- trending issue: decayed scores, click tallies, waiting page views (migration 0005) ---
+# Imported here, not at the top, so this block stays in one place in the file.
+from sqlalchemy import BigInteger, Double  # noqa: E402
+
+
+class TrendingScoreRow(Base):
+    """An article's decayed score in one score generation (the database scorer).
+
+    `score` is the sum of weight x count x 2 ** ((signal time - epoch) / half_life) over the
+    signals written to this generation: "points at the epoch", so ranking is an ORDER BY
+    with no decay arithmetic per row. See distributor/trending.py for generations.
+    """
+
+    __tablename__ = "trending_scores"
+
+    half_life: Mapped[int] = mapped_column(Integer, primary_key=True)  # seconds
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # unix seconds
+    article_key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    score: Mapped[float] = mapped_column(Double, default=0.0)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    views: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Ranking reads one generation in score order.
+Index(
+    "ix_trending_scores_rank",
+    TrendingScoreRow.half_life,
+    TrendingScoreRow.epoch,
+    TrendingScoreRow.score,
+)
+
+
+class TrendingClickRow(Base):
+    """Clicks on our links to an article, per edition run and channel: nothing about the reader."""
+
+    __tablename__ = "trending_clicks"
+
+    article_key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    # The edition run the link was sent in; 0 for links outside a run (instant posts).
+    # Not a foreign key: tallies outlive housekeeping of old runs.
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "email", or the Telegram channel's name from [channels].
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingViewRow(Base):
+    """Page views pushed for a URL no stored article has yet, per minute, until it arrives."""
+
+    __tablename__ = "trending_pending_views"
+
+    # Canonical URL (tracking parameters removed), as articles.url stores it.
+    url: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    # The minute the views happened in (UTC); views keep their age when applied later.
+    minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+Index("ix_trending_pending_views_minute", PendingViewRow.minute)

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from distributor.settings import Settings
 from distributor.store import Store
-from distributor.web import operator, webhooks
+from distributor.web import operator, public, signals, webhooks
 from distributor.web.deps import StoreDep
 
 log = logging.getLogger(__name__)
@@ -41,4 +41,6 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
 
     app.include_router(webhooks.router)
     app.include_router(operator.router)
+    app.include_router(public.router)
+    app.include_router(signals.router)
     return app

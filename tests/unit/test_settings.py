@@ -28,7 +28,7 @@ def test_shipped_config_has_news_arena_defaults():
     ]
     assert s.site.fallback_section == "nation"
     assert "/sports/" in s.section("sports").path_aliases and "Cricket" in s.section("sports").category_aliases
-    assert set(s.editions) == {"morning", "evening", "weekly", "breaking"}
+    assert {"morning", "evening", "weekly", "breaking"} <= set(s.editions)
     assert s.editions["morning"].default is True
     assert s.channels["sports"].sections == ("sports",)
     assert Path(s.source_location(s.file.sources[0])).exists()

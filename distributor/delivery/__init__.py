@@ -1,0 +1,27 @@
+"""Delivery: the dispatch stage, from an edition run to one ledger row per recipient.
+
+email.py turns a prepared edition run into deliveries (one row per run and subscriber),
+sends them in batches by subscriber-id range through the mail channel, and records each
+outcome in the ledger. The ledger, not the broker, is the source of truth: every step can
+run twice and still send each message once.
+"""
+
+from distributor.delivery.email import (
+    BatchReport,
+    DispatchReport,
+    batch_ranges,
+    create_deliveries,
+    dispatch_run,
+    retry_deferred,
+    send_batch,
+)
+
+__all__ = [
+    "BatchReport",
+    "DispatchReport",
+    "batch_ranges",
+    "create_deliveries",
+    "dispatch_run",
+    "retry_deferred",
+    "send_batch",
+]

@@ -1,0 +1,777 @@
+"""Telegram delivery: the ledger of channel posts, and what to do with each send's outcome.
+
+One `TelegramPostRow` per (channel, article) and per (channel, edition run), made unique
+by the database. A worker claims a row (pending -> sending) with a conditional UPDATE
+before it sends anything, so a task that runs twice, or two workers running it at once,
+post once. The row then ends as:
+
+    sent      the message ids are recorded (every part of a split digest, in order)
+    unknown   the request may have reached Telegram but no answer came (a timeout after
+              sending, or a worker that died mid-send): never resent blindly; an operator
+              checks the channel and can force a resend (`channels post --again`)
+    failed    Telegram refused it for good (the channel is paused when the chat itself
+              is closed to the bot)
+    pending   not sent yet, or deferred (flood wait too long, a temporary failure) until
+              next_attempt_at; `retry_deferred` picks it up
+    held      an instant post inside the channel's quiet hours, waiting for the roundup
+    skipped   a digest with nothing for this channel's sections
+
+Only `TelegramChannel.call` (or the outbox) does I/O; this module decides. Time comes in
+as `now` (quiet hours, edit windows, posting times); claims use the wall clock because
+they are about live workers, not about the newsroom's day.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from distributor.articles import Article
+from distributor.channels.telegram import TelegramChannel, TelegramResult
+from distributor.channels.telegram_outbox import TelegramOutbox, outbox_payload
+from distributor.ratelimit import (
+    NoLimit,
+    Rate,
+    RateLimiter,
+    RateWaitTooLong,
+    acquire,
+    shared_limiter,
+)
+from distributor.render import telegram as render
+from distributor.render.telegram import BotCall
+from distributor.settings import ChannelConfig, Settings
+from distributor.store import Store
+from distributor.store.articles import row_to_article
+from distributor.store.models import (
+    ArticleRow,
+    ChannelStateRow,
+    TelegramPostRow,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+# A chat that answers RetryAfter this many times in a row for one post is left for a
+# later attempt rather than retried in place again.
+MAX_FLOOD_RETRIES = 3
+
+
+class Transport(Protocol):
+    """Sends one Bot API call: TelegramChannel (network) or TelegramOutbox (files)."""
+
+    def call(self, chat_id: str | int, call: BotCall) -> TelegramResult: ...
+
+
+@dataclass
+class Sender:
+    """What a delivery needs to reach Telegram: the transport, the shared limiter, a sleep."""
+
+    transport: Transport
+    limiter: RateLimiter
+    sleep: Callable[[float], None] = time.sleep
+
+
+def sender_for(settings: Settings) -> Sender:
+    """The Bot API (with the shared rate limit) when a token is set, else the outbox."""
+    if settings.env.telegram_bot_token is None:
+        return Sender(TelegramOutbox(settings.outbox_dir / "telegram"), NoLimit())
+    config = settings.file.telegram
+    limiter = shared_limiter(
+        settings.redis_url,
+        Rate(config.channel_messages, config.channel_period_seconds),
+        Rate(config.overall_messages, config.overall_period_seconds),
+        prefix=config.rate_key_prefix,
+        in_flight_seconds=config.request_seconds,
+    )
+    return Sender(TelegramChannel.from_settings(settings), limiter)
+
+
+@dataclass(frozen=True)
+class PostReport:
+    """What happened to one post (or edit) in this pass."""
+
+    channel: str
+    target: str  # article key, or "run <id>"
+    # sent | held | deferred | unknown | failed | skipped | exists | edited | unchanged
+    status: str
+    message_ids: tuple[int, ...] = ()
+    note: str = ""
+    plain_text: bool = False
+
+    def line(self) -> str:
+        """One human-readable line."""
+        ids = f" ids={','.join(map(str, self.message_ids))}" if self.message_ids else ""
+        plain = " (sent as plain text)" if self.plain_text else ""
+        note = f": {self.note}" if self.note else ""
+        return f"{self.channel:<12} {self.status:<9} {self.target}{ids}{plain}{note}"
+
+
+def fingerprint(article: Article) -> str:
+    """Hash of what an edit would change: headline, standfirst, image."""
+    data = json.dumps([article.title, article.standfirst, article.image_url or ""], ensure_ascii=False)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+def kind_of(call: BotCall) -> str:
+    """"photo" for a sendPhoto post (edited by caption), else "text"."""
+    return "photo" if call.method == "sendPhoto" else "text"
+
+
+# --- channel state --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """A channel's run-time state: where it posts now, and whether it is paused."""
+
+    name: str
+    chat_id: str
+    paused: bool = False
+    reason: str = ""
+    paused_at: datetime | None = None
+    migrated: bool = False
+
+
+def _config(settings: Settings, channel: str) -> ChannelConfig:
+    try:
+        return settings.channels[channel]
+    except KeyError:
+        known = ", ".join(settings.channels) or "none"
+        raise KeyError(f"unknown channel {channel!r} (configured: {known})") from None
+
+
+def channel_state(settings: Settings, store: Store, channel: str) -> ChannelState:
+    """The channel's state: the configured chat unless Telegram moved it, paused or not."""
+    config = _config(settings, channel)
+    with store.session() as session:
+        row = session.get(ChannelStateRow, channel)
+        if row is None:
+            return ChannelState(channel, config.chat_id)
+        return ChannelState(
+            channel,
+            row.chat_id or config.chat_id,
+            paused=row.paused,
+            reason=row.reason,
+            paused_at=row.paused_at,
+            migrated=bool(row.chat_id),
+        )
+
+
+def _ensure_state_row(store: Store, channel: str) -> None:
+    with store.session() as session:
+        if session.get(ChannelStateRow, channel) is not None:
+            return
+    try:
+        with store.session() as session:
+            session.add(ChannelStateRow(channel=channel, paused=False, reason=""))
+    except IntegrityError:
+        pass  # another worker made it first
+
+
+def pause_channel(store: Store, channel: str, reason: str, *, now: datetime | None = None) -> bool:
+    """Pause a channel; True if this call paused it (so it is logged once, not per post)."""
+    _ensure_state_row(store, channel)
+    with store.session() as session:
+        changed = session.execute(
+            update(ChannelStateRow)
+            .where(ChannelStateRow.channel == channel, ChannelStateRow.paused.is_(False))
+            .values(paused=True, reason=reason, paused_at=now or utcnow(), updated_at=utcnow())
+        ).rowcount
+    if changed:
+        log.error("telegram channel paused", extra={"channel": channel, "reason": reason})
+    return bool(changed)
+
+
+def resume_channel(store: Store, channel: str) -> bool:
+    """Unpause a channel; True if it was paused."""
+    with store.session() as session:
+        changed = session.execute(
+            update(ChannelStateRow)
+            .where(ChannelStateRow.channel == channel, ChannelStateRow.paused.is_(True))
+            .values(paused=False, reason="", paused_at=None, updated_at=utcnow())
+        ).rowcount
+    if changed:
+        log.warning("telegram channel resumed", extra={"channel": channel})
+    return bool(changed)
+
+
+def move_channel(store: Store, channel: str, chat_id: str) -> None:
+    """Record the chat id Telegram moved the channel to (ChatMigrated)."""
+    _ensure_state_row(store, channel)
+    with store.session() as session:
+        session.execute(
+            update(ChannelStateRow)
+            .where(ChannelStateRow.channel == channel)
+            .values(chat_id=chat_id, updated_at=utcnow())
+        )
+
+
+# --- sending one call -----------------------------------------------------------------
+
+
+def decorate(call: BotCall, config: ChannelConfig, settings: Settings, now: datetime | None) -> BotCall:
+    """Apply the channel's policies to a rendered call: silent at night, link previews."""
+    params = dict(call.params)
+    if (
+        now is not None
+        and call.method.startswith("send")
+        and config.silent is not None
+        and config.silent.contains(now, settings.tz)
+    ):
+        params["disable_notification"] = True
+    if (
+        config.disable_link_preview
+        and call.method in ("sendMessage", "editMessageText")
+        and "link_preview_options" not in params
+        and "disable_web_page_preview" not in params
+    ):
+        params["link_preview_options"] = {"is_disabled": True}
+    return call if params == call.params else replace(call, params=params)
+
+
+def deliver(
+    settings: Settings, store: Store, sender: Sender, channel: str, chat_id: str, call: BotCall
+) -> tuple[TelegramResult, str]:
+    """Send one call: wait for the shared rate limit, honour RetryAfter (holding the
+    chat's other posts meanwhile), follow a migrated chat once. Returns (result, chat id)."""
+    config = settings.file.telegram
+    floods = 0
+    moved = False
+    while True:
+        key = str(chat_id)
+        try:
+            permit = acquire(sender.limiter, key, max_wait=config.max_retry_wait_seconds, sleep=sender.sleep)
+        except RateWaitTooLong as exc:
+            return TelegramResult("temporary", retry_after=exc.wait, description=f"next slot in {exc.wait:.0f} s"), chat_id
+        try:
+            result = sender.transport.call(chat_id, call)
+        finally:
+            sender.limiter.complete(permit)
+        if result.outcome == "retry_after":
+            # Every worker's next post to this chat waits for the hold, not only ours.
+            sender.limiter.hold(key, result.retry_after)
+            floods += 1
+            log.warning(
+                "telegram flood control",
+                extra={"channel": channel, "retry_after": result.retry_after, "attempt": floods},
+            )
+            if result.retry_after > config.max_retry_wait_seconds or floods >= MAX_FLOOD_RETRIES:
+                return result, chat_id
+            continue
+        if result.outcome == "migrated" and result.new_chat_id and not moved:
+            log.warning(
+                "telegram chat migrated",
+                extra={"channel": channel, "old_chat_id": chat_id, "new_chat_id": result.new_chat_id},
+            )
+            move_channel(store, channel, result.new_chat_id)
+            chat_id, moved = result.new_chat_id, True
+            continue
+        return result, chat_id
+
+
+# --- the ledger -----------------------------------------------------------------------
+
+
+def _ensure_row(store: Store, channel: str, chat_id: str, *, article_id: int | None = None,
+                run_id: int | None = None, status: str = "pending", held_until: datetime | None = None) -> tuple[int, bool]:
+    """The post row for (channel, article) or (channel, run), creating it; (id, created)."""
+    target = TelegramPostRow.article_id == article_id if article_id is not None else TelegramPostRow.run_id == run_id
+    for _ in range(3):
+        with store.session() as session:
+            found = session.scalar(select(TelegramPostRow.id).where(TelegramPostRow.channel == channel, target))
+            if found is not None:
+                return found, False
+        try:
+            with store.session() as session:
+                row = TelegramPostRow(
+                    channel=channel, chat_id=str(chat_id), article_id=article_id, run_id=run_id,
+                    status=status, held_until=held_until, message_ids=[], content_hash="", error="",
+                    kind="", attempts=0, plain_text=False,
+                )
+                session.add(row)
+                session.flush()
+                return row.id, True
+        except IntegrityError:
+            continue  # another worker inserted it: read theirs
+    raise RuntimeError(f"could not create the post row for channel {channel}")
+
+
+def _claim(settings: Settings, store: Store, row_id: int, statuses: Sequence[str], now: datetime,
+           *, early: bool = False) -> bool:
+    """Move the row to "sending" if it is in one of `statuses` (and its next attempt is due,
+    unless `early`); True if this worker won it."""
+    due = (TelegramPostRow.next_attempt_at.is_(None)) | (TelegramPostRow.next_attempt_at <= now)
+    with store.session() as session:
+        won = session.execute(
+            update(TelegramPostRow)
+            .where(TelegramPostRow.id == row_id, TelegramPostRow.status.in_(list(statuses)), *([] if early else [due]))
+            .values(status="sending", claimed_at=utcnow(), attempts=TelegramPostRow.attempts + 1)
+        ).rowcount
+    if not won:
+        _expire_stale_claim(settings, store, row_id)
+    return bool(won)
+
+
+def _expire_stale_claim(settings: Settings, store: Store, row_id: int) -> None:
+    """A claim far older than any send can take belongs to a dead worker: maybe posted."""
+    cutoff = utcnow() - timedelta(seconds=settings.file.telegram.stale_claim_seconds)
+    with store.session() as session:
+        changed = session.execute(
+            update(TelegramPostRow)
+            .where(TelegramPostRow.id == row_id, TelegramPostRow.status == "sending",
+                   TelegramPostRow.claimed_at < cutoff)
+            .values(status="unknown", error="the worker sending this stopped without an answer: it may have been posted")
+        ).rowcount
+    if changed:
+        log.warning("telegram post left unknown by a stopped worker", extra={"post": row_id})
+
+
+def _row(store: Store, row_id: int) -> TelegramPostRow:
+    with store.session() as session:
+        return session.get(TelegramPostRow, row_id)
+
+
+def _existing(store: Store, row_id: int, target: str) -> PostReport:
+    row = _row(store, row_id)
+    return PostReport(row.channel, target, "exists", tuple(row.message_ids or ()),
+                      note=f"already {row.status}", plain_text=row.plain_text)
+
+
+@dataclass
+class _Send:
+    """The outcome of sending a claimed post's calls in order."""
+
+    status: str  # the row's new status
+    ids: list[int] = field(default_factory=list)
+    chat_id: str = ""
+    note: str = ""
+    plain_text: bool = False
+    retry_in: float = 0.0
+
+
+def _send_calls(settings: Settings, store: Store, sender: Sender, channel: str, row_ids: Sequence[int],
+                calls: Sequence[BotCall], *, start_ids: Sequence[int] = ()) -> _Send:
+    """Send `calls` in order from the first not yet sent, saving ids after each part."""
+    state = channel_state(settings, store, channel)
+    done = _Send("sent", list(start_ids), state.chat_id)
+    for call in calls[len(done.ids):]:
+        result, done.chat_id = deliver(settings, store, sender, channel, done.chat_id, call)
+        if result.outcome == "formatting":
+            log.error(
+                "telegram refused the formatting; sending once as plain text",
+                extra={"channel": channel, "part": call.part, "reason": result.description},
+            )
+            done.plain_text = True
+            done.note = f"formatting refused ({result.description}); sent as plain text"
+            result, done.chat_id = deliver(settings, store, sender, channel, done.chat_id,
+                                            render.plain_text_fallback(call))
+        if result.ok:
+            done.ids.extend(result.message_ids)
+            with store.session() as session:
+                session.execute(update(TelegramPostRow).where(TelegramPostRow.id.in_(list(row_ids)))
+                                .values(message_ids=list(done.ids), chat_id=str(done.chat_id), claimed_at=utcnow()))
+            continue
+        return _failure(settings, store, channel, result, done, part=call.part, parts=call.parts)
+    return done
+
+
+def _failure(settings: Settings, store: Store, channel: str, result: TelegramResult, done: _Send,
+             *, part: int, parts: int) -> _Send:
+    where = f" (part {part}/{parts}, earlier parts posted)" if parts > 1 and done.ids else ""
+    reason = result.description or result.outcome
+    if result.outcome == "ambiguous":
+        log.error("telegram post may or may not exist: recorded unknown, not resent",
+                  extra={"channel": channel, "reason": reason})
+        return replace(done, status="unknown", note=f"no answer after sending: may have been posted ({reason}){where}")
+    if result.outcome == "permanent":
+        pause_channel(store, channel, reason)
+        return replace(done, status="failed", note=f"channel paused: {reason}{where}")
+    if result.outcome in ("rejected", "formatting", "migrated"):
+        log.error("telegram refused a post", extra={"channel": channel, "reason": reason})
+        return replace(done, status="failed", note=f"{reason}{where}")
+    if result.outcome == "unauthorized":
+        log.error("telegram refused the bot token: fix TELEGRAM_BOT_TOKEN", extra={"channel": channel})
+        return replace(done, status="pending", note="the bot token was refused", retry_in=300.0)
+    # temporary, or a flood wait longer than we wait in place: try again later.
+    retry_in = result.retry_after or 60.0
+    log.warning("telegram post deferred", extra={"channel": channel, "reason": reason, "retry_in": retry_in})
+    return replace(done, status="pending", note=f"deferred: {reason}", retry_in=retry_in)
+
+
+def _settle(store: Store, row_ids: Sequence[int], sent: _Send, now: datetime, *, kind: str,
+            hashes: dict[int, str] | None = None) -> None:
+    """Write a send's outcome to its rows."""
+    with store.session() as session:
+        for row_id in row_ids:
+            row = session.get(TelegramPostRow, row_id)
+            row.status = sent.status
+            row.message_ids = list(sent.ids)
+            row.chat_id = str(sent.chat_id) or row.chat_id
+            row.error = sent.note
+            row.plain_text = sent.plain_text
+            row.claimed_at = None
+            if sent.status == "sent":
+                row.posted_at = now
+                row.kind = kind
+                row.next_attempt_at = None
+                if hashes and row_id in hashes:
+                    row.content_hash = hashes[row_id]
+            elif sent.status == "pending":
+                row.next_attempt_at = now + timedelta(seconds=sent.retry_in)
+
+
+def _report(channel: str, target: str, sent: _Send) -> PostReport:
+    status = "deferred" if sent.status == "pending" else sent.status
+    return PostReport(channel, target, status, tuple(sent.ids), sent.note, sent.plain_text)
+
+
+def _article_row(store: Store, key_or_url: str) -> tuple[int, Article] | None:
+    with store.session() as session:
+        row = session.scalars(
+            select(ArticleRow).where((ArticleRow.key == key_or_url) | (ArticleRow.url == key_or_url)).limit(1)
+        ).first()
+        return (row.id, row_to_article(row)) if row else None
+
+
+# --- article posts (instant mode) -------------------------------------------------------
+
+
+def post_article(settings: Settings, store: Store, article_key: str, channel: str, *,
+                 now: datetime | None = None, sender: Sender | None = None, again: bool = False) -> PostReport:
+    """Post one article (by key or URL) to one channel now, quiet hours or not; never twice.
+
+    `again` lets an operator resend a post left unknown, failed or skipped, or send a
+    deferred one before its next attempt is due.
+    """
+    now = now or utcnow()
+    config = _config(settings, channel)
+    found = _article_row(store, article_key)
+    if found is None:
+        raise LookupError(f"no stored article has key or URL {article_key!r}")
+    article_id, article = found
+    state = channel_state(settings, store, channel)
+    if state.paused:
+        return PostReport(channel, article.key, "skipped", note=f"channel paused: {state.reason}")
+    row_id, _ = _ensure_row(store, channel, state.chat_id, article_id=article_id)
+    statuses = ("pending", "held") + (("unknown", "failed", "skipped") if again else ())
+    if not _claim(settings, store, row_id, statuses, now, early=again):
+        return _existing(store, row_id, article.key)
+    call = decorate(
+        render.article_post(settings, article, disable_preview=config.disable_link_preview), config, settings, now
+    )
+    sender = sender or sender_for(settings)
+    sent = _send_calls(settings, store, sender, channel, [row_id], [call],
+                       start_ids=_row(store, row_id).message_ids or ())
+    _settle(store, [row_id], sent, now, kind=kind_of(call), hashes={row_id: fingerprint(article)})
+    return _report(channel, article.key, sent)
+
+
+def instant_channels(settings: Settings, article: Article) -> list[str]:
+    """Channels that post this article as soon as it arrives, in config order."""
+    return [name for name, config in settings.channels.items() if config.instant and config.carries(article.section)]
+
+
+def post_new_articles(settings: Settings, store: Store, article_keys: Iterable[str], *,
+                      now: datetime | None = None, sender: Sender | None = None) -> list[PostReport]:
+    """Instant mode: post each new article to every channel that carries its section.
+
+    Inside a channel's quiet hours the post is held and goes out with the others in one
+    roundup when the quiet hours end (`flush_quiet_hours`, also run first here). Articles
+    older than `telegram.instant_max_age_hours` are not news any more and are skipped.
+    """
+    now = now or utcnow()
+    sender = sender or sender_for(settings)
+    reports = flush_quiet_hours(settings, store, now=now, sender=sender)
+    max_age = timedelta(hours=settings.file.telegram.instant_max_age_hours)
+    found = [f for f in (_article_row(store, key) for key in dict.fromkeys(article_keys)) if f]
+    # Oldest first, so a channel reads in publication order.
+    for article_id, article in sorted(found, key=lambda f: (f[1].published_at, f[1].key)):
+        channels = instant_channels(settings, article)
+        if not channels:
+            continue
+        if now - article.published_at > max_age:
+            reports += [PostReport(c, article.key, "skipped", note="older than instant_max_age_hours") for c in channels]
+            continue
+        for channel in channels:
+            config = settings.channels[channel]
+            state = channel_state(settings, store, channel)
+            if state.paused:
+                reports.append(PostReport(channel, article.key, "skipped", note=f"channel paused: {state.reason}"))
+                continue
+            quiet = config.quiet
+            if quiet is not None and quiet.contains(now, settings.tz):
+                until = quiet.end_after(now, settings.tz)
+                _, created = _ensure_row(store, channel, state.chat_id, article_id=article_id,
+                                         status="held", held_until=until)
+                reports.append(PostReport(channel, article.key, "held" if created else "exists",
+                                          note=f"quiet hours until {until.astimezone(settings.tz):%H:%M}"))
+                continue
+            reports.append(post_article(settings, store, article.key, channel, now=now, sender=sender))
+    return reports
+
+
+def roundup_title(config: ChannelConfig, count: int) -> str:
+    """The heading of a quiet-hours roundup."""
+    quiet = config.quiet
+    since = f" since {quiet.start:%H:%M}" if quiet else ""
+    return f"{count} new stories{since}"
+
+
+def flush_quiet_hours(settings: Settings, store: Store, now: datetime | None = None, *,
+                      sender: Sender | None = None) -> list[PostReport]:
+    """Post each channel's held articles whose quiet hours are over as ONE roundup post
+    (split only if it exceeds Telegram's length limit); a single held article goes out
+    as its ordinary post."""
+    now = now or utcnow()
+    reports: list[PostReport] = []
+    for channel, config in settings.channels.items():
+        state = channel_state(settings, store, channel)
+        if state.paused:
+            continue  # held posts wait for `channels resume`
+        with store.session() as session:
+            due = session.execute(
+                select(TelegramPostRow.id, ArticleRow)
+                .join(ArticleRow, ArticleRow.id == TelegramPostRow.article_id)
+                .where(TelegramPostRow.channel == channel, TelegramPostRow.status == "held",
+                       TelegramPostRow.held_until <= now)
+                .order_by(ArticleRow.published_at, ArticleRow.key)
+            ).all()
+            due = [(row_id, row_to_article(article)) for row_id, article in due]
+        claimed = [(row_id, article) for row_id, article in due if _claim(settings, store, row_id, ("held",), now)]
+        if not claimed:
+            continue
+        sender = sender or sender_for(settings)
+        row_ids = [row_id for row_id, _ in claimed]
+        articles = [article for _, article in claimed]
+        if len(articles) == 1:
+            calls = [render.article_post(settings, articles[0], disable_preview=config.disable_link_preview)]
+            kind = kind_of(calls[0])
+        else:
+            calls = render.roundup_post(settings, articles, title=roundup_title(config, len(articles)))
+            kind = "roundup"
+        calls = [decorate(call, config, settings, now) for call in calls]
+        sent = _send_calls(settings, store, sender, channel, row_ids, calls)
+        _settle(store, row_ids, sent, now, kind=kind,
+                hashes={row_id: fingerprint(article) for row_id, article in claimed})
+        target = articles[0].key if len(articles) == 1 else f"roundup of {len(articles)}"
+        reports.append(_report(channel, target, sent))
+        log.info("telegram quiet-hours roundup", extra={"channel": channel, "articles": len(articles), "status": sent.status})
+    return reports
+
+
+# --- digests --------------------------------------------------------------------------
+
+
+def digest_channels(settings: Settings, edition: str) -> list[str]:
+    """Channels that take `edition` as a digest, in config order."""
+    return [name for name, config in settings.channels.items() if edition in config.digests]
+
+
+def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | None = None,
+             sender: Sender | None = None) -> list[PostReport]:
+    """Digest mode: post an edition run to every channel that takes the edition as a digest,
+    each channel its sections' variant, parts in order; never twice. A run interrupted
+    mid-way (deferred) resumes at the first part not yet posted."""
+    from distributor.engine import issue_of
+    from distributor.runs import get_run
+
+    now = now or utcnow()
+    run = get_run(store, run_id)
+    if run.timezone:
+        return []  # a subscriber-timezone run is for email; channels take the site-time one
+    channels = digest_channels(settings, run.edition)
+    if not channels:
+        return []
+    edition = issue_of(settings, store, run)
+    reports: list[PostReport] = []
+    target = f"run {run_id}"
+    for channel in channels:
+        config = settings.channels[channel]
+        state = channel_state(settings, store, channel)
+        if state.paused:
+            reports.append(PostReport(channel, target, "skipped", note=f"channel paused: {state.reason}"))
+            continue
+        variant = edition.for_sections(config.sections)
+        row_id, _ = _ensure_row(store, channel, state.chat_id, run_id=run_id)
+        if variant.is_empty:
+            with store.session() as session:
+                session.execute(update(TelegramPostRow).where(TelegramPostRow.id == row_id,
+                                                              TelegramPostRow.status == "pending")
+                                .values(status="skipped", error="no articles for this channel's sections"))
+            reports.append(PostReport(channel, target, "skipped", note="no articles for this channel's sections"))
+            continue
+        if not _claim(settings, store, row_id, ("pending",), now):
+            reports.append(_existing(store, row_id, target))
+            continue
+        calls = [decorate(c, config, settings, now) for c in render.edition_posts(settings, variant)]
+        sender = sender or sender_for(settings)
+        sent = _send_calls(settings, store, sender, channel, [row_id], calls,
+                           start_ids=_row(store, row_id).message_ids or ())
+        _settle(store, [row_id], sent, now, kind="digest")
+        reports.append(_report(channel, target, sent))
+    return reports
+
+
+def preview_calls(settings: Settings, edition) -> list[dict]:
+    """The Bot API calls a digest of `edition` would make, in order, for every channel that
+    takes it: [{"method", "params"}] with chat_id (the configured one) in the params."""
+    calls: list[dict] = []
+    for channel in digest_channels(settings, edition.name):
+        config = settings.channels[channel]
+        variant = edition.for_sections(config.sections)
+        if variant.is_empty:
+            continue
+        for call in render.edition_posts(settings, variant):
+            calls.append(outbox_payload(config.chat_id, decorate(call, config, settings, None)))
+    return calls
+
+
+# --- edits ----------------------------------------------------------------------------
+
+
+def update_posted_articles(settings: Settings, store: Store, article_keys: Iterable[str], *,
+                           now: datetime | None = None, sender: Sender | None = None) -> list[PostReport]:
+    """Corrections: when a posted article's headline, standfirst or image changed within
+    `telegram.edit_window_hours` of posting, edit its message in place (editMessageText
+    for text posts, editMessageCaption for photo posts) instead of posting again."""
+    now = now or utcnow()
+    window = timedelta(hours=settings.file.telegram.edit_window_hours)
+    reports: list[PostReport] = []
+    for key in dict.fromkeys(article_keys):
+        found = _article_row(store, key)
+        if found is None:
+            continue
+        article_id, article = found
+        new_hash = fingerprint(article)
+        with store.session() as session:
+            rows = session.scalars(
+                select(TelegramPostRow)
+                .where(TelegramPostRow.article_id == article_id, TelegramPostRow.status == "sent")
+                .order_by(TelegramPostRow.channel)
+            ).all()
+        for row in rows:
+            if row.channel not in settings.channels or row.content_hash == new_hash:
+                continue
+            if row.kind not in ("text", "photo") or not row.message_ids:
+                reports.append(PostReport(row.channel, key, "unchanged", note=f"a {row.kind or 'post'} is not edited"))
+                continue
+            if not window or row.posted_at is None or now - row.posted_at > window:
+                reports.append(PostReport(row.channel, key, "unchanged", note="outside the edit window"))
+                continue
+            reports.append(_edit(settings, store, sender, row, article, new_hash, now))
+    return reports
+
+
+def _edit(settings: Settings, store: Store, sender: Sender | None, row: TelegramPostRow, article: Article,
+          new_hash: str, now: datetime) -> PostReport:
+    channel, config = row.channel, settings.channels[row.channel]
+    state = channel_state(settings, store, channel)
+    if state.paused:
+        return PostReport(channel, article.key, "skipped", note=f"channel paused: {state.reason}")
+    call = decorate(
+        render.article_edit(settings, article, kind=row.kind, message_id=int(row.message_ids[0]),
+                            disable_preview=config.disable_link_preview),
+        config, settings, now,
+    )
+    sender = sender or sender_for(settings)
+    # The message lives in the chat it was posted to.
+    result, chat_id = deliver(settings, store, sender, channel, row.chat_id, call)
+    plain = False
+    if result.outcome == "formatting":
+        log.error("telegram refused the formatting of an edit; editing once as plain text",
+                  extra={"channel": channel, "reason": result.description})
+        plain = True
+        result, chat_id = deliver(settings, store, sender, channel, chat_id, render.plain_text_fallback(call))
+    if result.ok:
+        # Only if nobody recorded a newer edit meanwhile (edits are idempotent anyway).
+        with store.session() as session:
+            session.execute(
+                update(TelegramPostRow)
+                .where(TelegramPostRow.id == row.id, TelegramPostRow.content_hash == row.content_hash)
+                .values(content_hash=new_hash, edited_at=now, plain_text=row.plain_text or plain)
+            )
+        return PostReport(channel, article.key, "edited", tuple(row.message_ids), plain_text=plain)
+    if result.outcome == "permanent":
+        pause_channel(store, channel, result.description)
+    # Nothing recorded: the next update pass tries again (an edit can safely be repeated).
+    return PostReport(channel, article.key, "failed", tuple(row.message_ids),
+                      note=f"edit not applied: {result.description or result.outcome}")
+
+
+# --- retries and status ---------------------------------------------------------------
+
+
+def retry_deferred(settings: Settings, store: Store, *, now: datetime | None = None,
+                   sender: Sender | None = None) -> list[PostReport]:
+    """Send posts left pending (deferred by a flood wait or a temporary failure) whose
+    next attempt is due; article posts and digests alike."""
+    now = now or utcnow()
+    with store.session() as session:
+        rows = session.execute(
+            select(TelegramPostRow.id, TelegramPostRow.channel, TelegramPostRow.run_id, ArticleRow.key)
+            .outerjoin(ArticleRow, ArticleRow.id == TelegramPostRow.article_id)
+            .where(TelegramPostRow.status == "pending",
+                   (TelegramPostRow.next_attempt_at.is_(None)) | (TelegramPostRow.next_attempt_at <= now))
+            .order_by(TelegramPostRow.id)
+        ).all()
+    reports: list[PostReport] = []
+    runs_done: set[int] = set()
+    for _, channel, run_id, key in rows:
+        if channel not in settings.channels:
+            continue
+        if key is not None:
+            reports.append(post_article(settings, store, key, channel, now=now, sender=sender))
+        elif run_id is not None and run_id not in runs_done:
+            runs_done.add(run_id)
+            reports += post_run(settings, store, run_id, now=now, sender=sender)
+    return reports
+
+
+def status_counts(store: Store) -> dict[str, dict[str, int]]:
+    """Posts by channel and status (plain-text fallbacks counted under "plain_text")."""
+    counts: dict[str, dict[str, int]] = {}
+    with store.session() as session:
+        for channel, status, n in session.execute(
+            select(TelegramPostRow.channel, TelegramPostRow.status, func.count())
+            .group_by(TelegramPostRow.channel, TelegramPostRow.status)
+        ):
+            counts.setdefault(channel, {})[status] = n
+        for channel, n in session.execute(
+            select(TelegramPostRow.channel, func.count())
+            .where(TelegramPostRow.plain_text.is_(True))
+            .group_by(TelegramPostRow.channel)
+        ):
+            counts.setdefault(channel, {})["plain_text"] = n
+    return counts
+
+
+def attention(store: Store, limit: int = 20) -> list[dict]:
+    """Posts an operator should look at: unknown (maybe posted), failed, sent as plain text."""
+    with store.session() as session:
+        rows = session.execute(
+            select(TelegramPostRow, ArticleRow.key)
+            .outerjoin(ArticleRow, ArticleRow.id == TelegramPostRow.article_id)
+            .where((TelegramPostRow.status.in_(["unknown", "failed"])) | TelegramPostRow.plain_text.is_(True))
+            .order_by(TelegramPostRow.id.desc())
+            .limit(limit)
+        ).all()
+        return [
+            {
+                "channel": row.channel,
+                "target": key if key is not None else f"run {row.run_id}",
+                "status": row.status,
+                "plain_text": row.plain_text,
+                "message_ids": list(row.message_ids or ()),
+                "error": row.error,
+            }
+            for row, key in rows
+        ]
