@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Iterable, Literal, Sequence
 
@@ -46,15 +46,30 @@ def row_to_article(row: ArticleRow) -> Article:
 
 
 def _version_data(article: Article) -> dict:
-    data = asdict(article)
-    for name in ("version", "first_seen_at", "last_changed_at", "significant_change_at", "extra"):
-        data.pop(name, None)
-    for name, value in list(data.items()):
-        if isinstance(value, datetime):
-            data[name] = value.isoformat()
-        elif isinstance(value, tuple):
-            data[name] = list(value)
-    return data
+    """The normalised fields of one version, JSON-ready.
+
+    Built field by field: dataclasses.asdict deep-copies recursively and was a third of
+    the save time when ingesting large feeds.
+    """
+    return {
+        "key": article.key,
+        "url": article.url,
+        "title": article.title,
+        "section": article.section,
+        "published_at": article.published_at.isoformat(),
+        "standfirst": article.standfirst,
+        "byline": article.byline,
+        "dateline": article.dateline,
+        "updated_at": article.updated_at.isoformat() if article.updated_at else None,
+        "image_url": article.image_url,
+        "image_caption": article.image_caption,
+        "tags": list(article.tags),
+        "read_minutes": article.read_minutes,
+        "also_read": [{"title": link.title, "url": link.url} for link in article.also_read],
+        "trending": article.trending,
+        "date_missing": article.date_missing,
+        "source": article.source,
+    }
 
 
 def _fill_row(row: ArticleRow, article: Article) -> None:
@@ -70,7 +85,7 @@ def _fill_row(row: ArticleRow, article: Article) -> None:
     row.image_caption = article.image_caption
     row.tags = list(article.tags)
     row.read_minutes = article.read_minutes
-    row.also_read = [asdict(link) for link in article.also_read]
+    row.also_read = [{"title": link.title, "url": link.url} for link in article.also_read]
     row.trending = article.trending
     row.source = article.source
 
