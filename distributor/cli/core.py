@@ -11,9 +11,7 @@ import json
 import logging
 import re
 import sys
-import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -242,48 +240,6 @@ def edition(
 
 
 # --- run / web -----------------------------------------------------------------------
-
-
-def run_cycle(s: Settings, store: Store, now: datetime) -> list[Path]:
-    """One cycle of the main job: ingest every source, build each edition as of now."""
-    from distributor.ingest.pipeline import ingest_sources
-
-    for report in ingest_sources(s, store):
-        typer.echo(report.summary())
-    out_dir = s.var_dir / "editions"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for name, config in s.editions.items():
-        if config.paused:
-            continue
-        issue = build_edition(s, store, name, at=now)
-        if issue.count < config.min_articles:
-            typer.echo(f"{name}: {issue.count} article(s) in the window, fewer than {config.min_articles}: skipped")
-            continue
-        text_path = out_dir / f"{name}.txt"
-        json_path = out_dir / f"{name}.json"
-        text_path.write_text(edition_text(issue, s), encoding="utf-8")
-        json_path.write_text(json.dumps(issue.as_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        written += [text_path, json_path]
-        typer.echo(f"{name}: {issue.count} article(s) in {len(issue.groups)} section(s) -> {text_path}")
-    return written
-
-
-@app.command()
-def run(
-    once: bool = typer.Option(False, "--once", help="Do one cycle and exit."),
-    interval: int = typer.Option(60, "--interval", min=5, help="Seconds between cycles."),
-) -> None:
-    """The main job: initialise, ingest the sources, build the editions, and keep going."""
-    s = settings()
-    store = open_store(migrate=True)
-    typer.echo(f"database: {store.describe()}")
-    while True:
-        written = run_cycle(s, store, datetime.now(timezone.utc))
-        typer.echo(f"output: {len(written)} file(s) under {(s.var_dir / 'editions').resolve()}")
-        if once:
-            return
-        time.sleep(interval)
 
 
 @app.command()

@@ -202,3 +202,45 @@ def beat() -> None:
     from tasks.worker import start_beat
 
     start_beat(schedule_file=str(s.var_dir / "celerybeat-schedule"))
+
+
+def _outbox_summary(s) -> list[str]:  # noqa: ANN001 - Settings
+    lines = []
+    for kind, pattern in (("email", "*.eml"), ("telegram", "*.json")):
+        folder = (s.outbox_dir / kind).resolve()
+        count = len(list(folder.glob(pattern))) if folder.exists() else 0
+        if count:
+            lines.append(f"outbox: {count} {kind} file(s) in {folder}")
+    return lines
+
+
+@app.command()
+def run(
+    once: bool = typer.Option(False, "--once", help="One full cycle, then exit."),
+    web: bool = typer.Option(True, "--web/--no-web", help="Also serve the web app."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+) -> None:
+    """The main job: worker, beat and web in one process, after a first full cycle.
+
+    The first cycle ingests every source, posts new articles, and sends each edition that
+    never ran in this database, so a fresh install shows output at once. With no
+    REDIS_URL everything runs in this process (in-memory broker, SQLite, outbox files).
+    """
+    from distributor.cycle import first_cycle
+
+    s = settings()
+    store = open_store(migrate=True)
+    typer.echo(f"database: {store.describe()}")
+    report = first_cycle(s, store, datetime.now(timezone.utc))
+    typer.echo(str(report))
+    for line in _outbox_summary(s):
+        typer.echo(line)
+    if once:
+        return
+    _export_config()
+    broker = "Redis" if s.redis_url else "in-process memory broker"
+    typer.echo(f"running worker and beat ({broker})" + (f", web on http://{host}:{port}" if web else "") + "; Ctrl-C stops")
+    from tasks.worker import start_all
+
+    start_all(web=(host, port) if web else None, schedule_file=str(s.var_dir / "celerybeat-schedule"))

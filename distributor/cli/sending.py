@@ -1,3 +1,149 @@
-"""Commands of this group are added to `app` here."""
+"""`distributor preview` and `distributor send`: look at an issue, then send it.
 
-from distributor.cli.core import app  # noqa: F401
+preview renders one edition's issue exactly as a subscriber would get it and writes the
+files; it sends nothing and never touches the ledger. send opens the run of one slot and
+dispatches it here and now; the run is unique per (edition, slot), so sending the same
+slot again sends nothing unless --force asks for a further run.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from distributor.cli.core import app, open_store, parse_time, settings
+from distributor.editions import build_edition, edition_config, previous_slot
+
+# Placeholder reader of a preview with no --subscriber (RFC 2606 reserves example.com).
+PREVIEW_ADDRESS = "reader@example.com"
+
+
+def _edition_or_exit(name: str):  # noqa: ANN202 - EditionConfig
+    try:
+        return edition_config(settings(), name)
+    except KeyError as exc:
+        typer.echo(str(exc.args[0]), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def preview(
+    edition: str = typer.Argument(..., help="Edition name from the config, e.g. morning."),
+    at: Optional[str] = typer.Option(None, "--at", help="End of the window (ISO 8601 or an age like 2h; default now)."),
+    subscriber: Optional[str] = typer.Option(None, "--subscriber", help="Render the variant (sections, name, links) of this subscriber."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for email.html, email.txt, email.eml (default: var/preview)."),
+) -> None:
+    """Write an issue as email.html, email.txt and email.eml; sends nothing."""
+    from distributor import subscribers
+    from distributor.render.email import Recipient, fill_html, fill_text, render_variant
+    from distributor.runs import previous_run_end
+
+    s = settings()
+    config = _edition_or_exit(edition)
+    store = open_store()
+    moment = parse_time(at) if at else datetime.now(timezone.utc).replace(microsecond=0)
+    previous_end = previous_run_end(store, edition, moment) if config.window == "since_last" else None
+    issue = build_edition(s, store, edition, at=moment, previous_end=previous_end)
+
+    sections = None
+    recipient = None
+    if subscriber:
+        found = subscribers.find(store, subscriber)
+        if found is None:
+            typer.echo(f"no subscriber {subscriber!r}", err=True)
+            raise typer.Exit(1)
+        sections = found.sections
+        recipient = Recipient(
+            email=found.email,
+            name=found.name,
+            unsubscribe_url=subscribers.unsubscribe_url(s, found.id, found.email),
+            preferences_url=subscribers.preferences_url(s, found.id, found.email),
+        )
+    # The Date header is the window's end, so the same --at always writes the same files.
+    variant = render_variant(s, issue, sections=sections, run_id=None, now=moment)
+    folder = out or (s.var_dir / "preview")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "email.html": fill_html(variant, recipient).encode("utf-8"),
+        "email.txt": fill_text(variant, recipient).encode("utf-8"),
+        "email.eml": variant.message(recipient or Recipient(email=PREVIEW_ADDRESS)),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    window = f"{issue.window.start.astimezone(s.tz):%Y-%m-%d %H:%M} to {issue.window.end.astimezone(s.tz):%Y-%m-%d %H:%M %Z}"
+    typer.echo(f"{edition}: window {window}")
+    typer.echo(f"subject: {variant.subject}")
+    typer.echo(f"variant: {variant.key} ({variant.count} article(s)){' for ' + subscriber if subscriber else ''}")
+    if variant.count == 0:
+        typer.echo("note: nothing in this window for these sections; such a reader would get no email")
+    for name in files:
+        typer.echo(f"wrote {folder / name}")
+
+
+@app.command()
+def send(
+    edition: str = typer.Argument(..., help="Edition name from the config, e.g. morning."),
+    at: Optional[str] = typer.Option(
+        None, "--at", help="Send the issue of the latest scheduled slot at or before this time (ISO 8601; default now)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Send again as a further run even if this slot was sent."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's counts as JSON."),
+) -> None:
+    """Send an edition's issue for one slot, here and now (SMTP, or the outbox with no SMTP_URL).
+
+    The slot is the edition's latest scheduled time at or before --at (its live
+    schedule, as `schedule list` shows it), so `send morning` at 10:00 sends the 07:00
+    issue, with the same window the scheduler would have used. A slot is sent once: a
+    second `send` of the same slot prints what the first did and sends nothing.
+    """
+    from distributor import engine, schedules
+    from distributor.channels.mail import outbox_email_dir
+    from distributor.delivery.email import dispatch_run
+    from distributor.runs import delivery_counts, get_run
+
+    s = settings()
+    config = _edition_or_exit(edition)
+    store = open_store()
+    moment = parse_time(at) if at else datetime.now(timezone.utc)
+    live = next((x for x in schedules.load(s, store) if x.edition == edition), None)
+    if live is not None and live.cron != config.schedule:
+        config = config.model_copy(update={"schedule": live.cron})
+    slot = previous_slot(config, moment, s.tz)
+    when = f"{slot.astimezone(s.tz):%Y-%m-%d %H:%M %Z}"
+
+    run, created = engine.open_slot(s, store, edition, slot, force=force)
+    if not created:
+        counts = delivery_counts(store, run.id)
+        if as_json:
+            typer.echo(json.dumps({"run": run.id, "edition": edition, "slot": slot.isoformat(), "status": run.status, "sent_now": False, **counts}))
+            return
+        typer.echo(f"{edition} {when}: already done as run #{run.id} ({run.status}); nothing sent (--force sends it again as a new run)")
+        typer.echo("email: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return
+    prepared = engine.prepare_run(s, store, run.id)
+    if not prepared.ready:
+        if as_json:
+            typer.echo(json.dumps({"run": run.id, "edition": edition, "slot": slot.isoformat(), "status": prepared.run.status, "reason": prepared.reason}))
+            return
+        typer.echo(f"{edition} {when}: run #{run.id} not sent: {prepared.reason}")
+        return
+    engine.mark_sending(store, run.id)
+    report = dispatch_run(s, store, run.id)
+    engine.finish_if_done(store, run.id)
+    status = get_run(store, run.id).status
+    if as_json:
+        typer.echo(json.dumps({"run": run.id, "edition": edition, "slot": slot.isoformat(), "status": status, "sent_now": True, **dict(report)}))
+        return
+    typer.echo(f"{edition} {when}: run #{run.id} ({len(prepared.run.article_keys)} article(s)), {status}")
+    typer.echo(
+        f"email: queued {report.queued}, sent {report.sent}, deferred {report.deferred}, "
+        f"failed {report.failed}, suppressed {report.suppressed}"
+    )
+    if s.env.smtp_url is None:
+        typer.echo(f"outbox (no SMTP_URL): {outbox_email_dir(s).resolve()}")
+    if report.deferred:
+        typer.echo("deferred deliveries are retried with backoff by the worker (tasks.email.retry_deferred) until their deadline")

@@ -13,6 +13,7 @@
   N accepted ones (`server.drop_after(n)`), the message not recorded;
 - can be stopped and started again on the same port (`server.stop()`, `server.start()`,
   or `with server.down(): ...`), so a client finds it refusing connections meanwhile;
+- advertises PIPELINING when built with `pipelining=True`;
 - speaks STARTTLS, implicit TLS and AUTH when built with a certificate and credentials
   (`tls_files()` makes a throwaway self-signed certificate with the openssl command).
 
@@ -103,8 +104,10 @@ class FakeSmtpServer:
         implicit_tls: bool = False,
         require_starttls: bool = False,
         credentials: tuple[str, str] | None = None,
+        pipelining: bool = False,
     ) -> None:
         self.host = host
+        self.pipelining = pipelining
         self.port = port or free_port(host)
         self.implicit_tls = implicit_tls
         self.credentials = credentials
@@ -215,6 +218,14 @@ class FakeSmtpServer:
             self.connections += 1
             return self.connections
 
+    async def handle_EHLO(self, server: SMTP, session, envelope, hostname: str, responses: list[str]) -> list[str]:  # noqa: ANN001
+        session.host_name = hostname
+        if self.pipelining:
+            # aiosmtpd reads one command line at a time from its stream, so commands a
+            # client pipelines simply wait in the buffer and are answered in order.
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(self, server: SMTP, session, envelope, address: str, mail_options: list) -> str:  # noqa: ANN001
         with self._lock:
             self.transactions += 1
@@ -313,10 +324,11 @@ def client_context(cert: Path) -> ssl.SSLContext:
     return context
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[FakeSmtpServer]:
-    """A started FakeSmtpServer, stopped after the test."""
-    server = FakeSmtpServer().start()
+@pytest.fixture(params=[False, True], ids=["plain", "pipelining"])
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[FakeSmtpServer]:
+    """A started FakeSmtpServer, stopped after the test; once without and once with
+    PIPELINING, so both ways the client talks are covered."""
+    server = FakeSmtpServer(pipelining=request.param).start()
     try:
         yield server
     finally:

@@ -1,0 +1,78 @@
+"""What every mail channel takes and gives back, and the factory that picks one.
+
+A channel has one method, `send(envelopes) -> list[SendResult]`: one result per envelope,
+in the same order, classified as sent, temporary or permanent. The caller (the dispatch
+stage) decides what a result means for the ledger and the subscriber; the channel never
+raises for a refused recipient or a lost connection.
+
+Channels: `SmtpChannel` (smtp.py, the only code that touches an SMTP socket) when
+SMTP_URL is set, else `Outbox` (outbox.py, one .eml file per message).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Literal, Protocol
+
+if TYPE_CHECKING:
+    from distributor.settings import Settings
+
+Outcome = Literal["sent", "temporary", "permanent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message for one recipient: SMTP envelope addresses plus the finished bytes.
+
+    `ref` names the delivery it belongs to (e.g. "12-3456": run 12, subscriber 3456); it
+    comes back in the result and names the outbox file.
+    """
+
+    sender: str
+    recipient: str
+    data: bytes
+    ref: str
+
+    def __repr__(self) -> str:
+        # The bytes are tens of kilobytes; a repr in a log line should not be.
+        return f"Envelope(ref={self.ref!r}, recipient={self.recipient!r}, {len(self.data)} bytes)"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What happened to one envelope. `code` is the server's reply code (None when no
+    server answered, e.g. the connection failed); `reply` is its text, or our account of
+    why there was none. Never holds a secret."""
+
+    ref: str
+    recipient: str
+    outcome: Outcome
+    code: int | None
+    reply: str
+
+
+class MailChannel(Protocol):
+    """The narrow interface the dispatch stage owns; smtp.py and outbox.py implement it."""
+
+    def send(self, envelopes: Iterable[Envelope]) -> list[SendResult]:
+        """Send each envelope (one connection per call); one result per envelope, in order.
+
+        `envelopes` may be a generator, consumed one at a time (a batch's messages are
+        built as they go out, never all held at once)."""
+        ...
+
+
+def mail_channel(settings: "Settings") -> MailChannel:
+    """SMTP when SMTP_URL is set, else the outbox folder var/outbox/email/."""
+    if settings.env.smtp_url is not None:
+        from distributor.channels.smtp import SmtpChannel
+
+        return SmtpChannel(settings.env.smtp_url.get_secret_value())
+    from distributor.channels.outbox import Outbox
+
+    return Outbox(outbox_email_dir(settings))
+
+
+def outbox_email_dir(settings: "Settings"):  # noqa: ANN201 - a Path
+    """Where outbox mode writes messages."""
+    return settings.outbox_dir / "email"

@@ -1,0 +1,694 @@
+"""Email dispatch: one ledger row per (run, subscriber), sent in id-range batches.
+
+The stages, each safe to run twice:
+
+1. `create_deliveries` walks confirmed subscribers by id, a page at a time (never the
+   whole list in memory), and inserts a `queued` delivery for each one who wants this
+   edition, with its variant (the sections it receives). The unique (run, subscriber)
+   constraint and INSERT ... ON CONFLICT DO NOTHING make a second call add nothing. It
+   returns the batches: subscriber-id ranges of at most `batch_size` deliveries.
+2. `send_batch` CLAIMS the sendable rows of one range in a single UPDATE (status
+   `sending`, a fresh claim token, the claim time), then sends only what it claimed. Two
+   workers given the same range never both send a row: the database lets one UPDATE win
+   each row. A claim older than CLAIM_TIMEOUT is taken to be a crashed worker's and may
+   be claimed again (the one case that can duplicate a message: the crash fell between
+   the server's "250" and our ledger write).
+3. Each claimed row is rendered through its variant (rendered and CSS-inlined once per
+   process and variant, then filled per recipient cheaply), sent through the mail
+   channel over a few connections in parallel, and its outcome written back in bulk:
+   sent; deferred with the next attempt after a backoff with jitter, until the deadline;
+   failed with the server's reply. A 5.1.x refusal (the address does not exist) also
+   marks the subscriber bounced, so later runs skip them.
+4. `retry_deferred` re-sends deferred rows whose time has come, and rows a crashed
+   worker left claimed.
+
+Run status belongs to the engine (engine.mark_sending / finish_if_done); this module
+only reads the run and writes deliveries and bounced subscribers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Iterable, Iterator, Sequence
+
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from distributor.channels.mail import Envelope, MailChannel, SendResult, mail_channel
+from distributor.channels.smtp import is_bad_address
+from distributor.editions import Edition
+from distributor.runs import RunInfo, delivery_counts, get_run
+from distributor.settings import Settings
+from distributor.store import Store
+from distributor.store.models import DeliveryRow, SubscriberRow, utcnow
+
+log = logging.getLogger("distributor.delivery.email")
+
+# --- limits --------------------------------------------------------------------------
+# Constants until the [email] config table has them; the config key each should become
+# is named in its comment.
+
+# email.batch_size: deliveries per batch (one task, one claim, one range). Large enough
+# to amortise the claim and ledger round trips, small enough that a batch finishes well
+# inside CLAIM_TIMEOUT at the slowest relay we expect (1,000 at 5/s = 200 s).
+BATCH_SIZE = 1000
+# email.connections: SMTP connections one batch uses at once. One connection spends most
+# of its time waiting for the server's replies; four keep a local relay busy without
+# looking like a flood to a remote one.
+CONNECTIONS = 4
+# email.messages_per_connection: most messages sent over one connection before it is
+# closed and a new one opened (many relays cap messages per session, e.g. at 100-1,000).
+MESSAGES_PER_CONNECTION = 250
+# Fewest messages worth opening one more parallel connection for: a small batch goes out
+# over one connection, so a handful of messages costs one connection, not four.
+MIN_MESSAGES_PER_CONNECTION = 50
+# email.retry_first_minutes / email.retry_max_minutes: a deferred delivery waits
+# RETRY_FIRST, then twice as long after each further failure, at most RETRY_MAX.
+RETRY_FIRST = timedelta(minutes=5)
+RETRY_MAX = timedelta(hours=2)
+# Each wait is stretched or shrunk by up to this fraction, so the deliveries a busy
+# server refused together do not all come back at the same second.
+RETRY_JITTER = 0.2
+# email.delivery_deadline_hours: after this long a delivery still deferred fails. News
+# goes stale: a Morning Brief that arrives in the evening is worse than none.
+DELIVERY_DEADLINE = timedelta(hours=12)
+# email.claim_timeout_minutes: a row claimed (status "sending") for longer than this is
+# taken to be a crashed worker's and may be claimed again. Must exceed the longest batch.
+CLAIM_TIMEOUT = timedelta(minutes=15)
+# Longest server reply kept in the ledger.
+REPLY_MAX_CHARS = 1000
+
+# The variant key of a subscriber who receives every section.
+ALL_SECTIONS = "all"
+
+SENDABLE = ("queued", "deferred", "sending")
+
+
+# --- reports -------------------------------------------------------------------------
+
+
+class _Counts(Mapping):
+    """A dataclass that also reads as a dict of its fields (for task results and JSON)."""
+
+    def __getitem__(self, key: str) -> int:
+        if key not in self._names():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def _names(self) -> list[str]:
+        return [f.name for f in fields(self)]  # type: ignore[arg-type]
+
+
+@dataclass
+class BatchReport(_Counts):
+    """What one `send_batch` (or one `retry_deferred` pass) did."""
+
+    claimed: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    bounced: int = 0  # subscribers marked bounced by this batch
+
+    def add(self, other: "BatchReport") -> None:
+        for name in self:
+            setattr(self, name, self[name] + other[name])
+
+
+@dataclass
+class DispatchReport(_Counts):
+    """A run after `dispatch_run`: the ledger's counts by status, and what this call did."""
+
+    queued: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    sending: int = 0  # claimed by a worker right now (another process, or a crashed one)
+    created: int = 0  # deliveries this call added to the ledger
+    batches: int = 0
+
+
+# --- pure rules ----------------------------------------------------------------------
+
+
+def wants_edition(editions: Sequence[str] | None, edition: str, defaults: Iterable[str]) -> bool:
+    """Does a subscriber with these edition preferences get `edition`? None = the defaults."""
+    return edition in (editions if editions is not None else set(defaults))
+
+
+def variant_key(chosen: Iterable[str] | None, configured: Sequence[str]) -> str:
+    """The variant a subscriber's sections make: sorted slugs joined by "+", or "all"
+    (the same spelling as RenderedVariant.key).
+
+    Slugs no longer configured are ignored; choosing none, or every one, is "all" (the
+    default), so those readers share one rendering.
+    """
+    known = set(configured)
+    picked = sorted({slug for slug in chosen or () if slug in known})
+    if not picked or len(picked) == len(known):
+        return ALL_SECTIONS
+    return "+".join(picked)
+
+
+def variant_sections(key: str, configured: Sequence[str]) -> tuple[str, ...]:
+    """The sections of a variant key, in configured order (every section for "all")."""
+    if key in ("", ALL_SECTIONS):
+        return tuple(configured)
+    wanted = set(key.split("+"))
+    return tuple(slug for slug in configured if slug in wanted) or tuple(configured)
+
+
+def backoff(attempts: int, salt: str = "") -> timedelta:
+    """How long to wait after the `attempts`-th failed attempt: RETRY_FIRST doubling per
+    attempt up to RETRY_MAX, times a jitter in [1 - RETRY_JITTER, 1 + RETRY_JITTER).
+
+    The jitter comes from a hash of (salt, attempts), not a random generator, so the
+    same delivery always gets the same schedule (reproducible, testable) while different
+    deliveries spread out.
+    """
+    exponent = min(max(attempts - 1, 0), 30)
+    base = min(RETRY_FIRST * (2**exponent), RETRY_MAX)
+    digest = hashlib.sha256(f"{salt}:{attempts}".encode()).digest()
+    unit = int.from_bytes(digest[:8], "big") / 2**64
+    return base * (1 + RETRY_JITTER * (2 * unit - 1))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the ledger records for one send result."""
+
+    status: str  # sent | deferred | failed
+    reply: str
+    next_attempt_at: datetime | None = None
+    bounce: bool = False  # the subscriber's address is bad: mark them bounced
+
+
+def decide(result: SendResult, *, attempts: int, deadline: datetime, now: datetime, salt: str = "") -> Decision:
+    """The caller's half of Mailman's split: the channel classified, this decides.
+
+    sent -> sent; permanent -> failed (a bounce when the reply says 5.1.x); temporary ->
+    deferred until the next attempt, or failed once the deadline has come.
+    """
+    reply = result.reply[:REPLY_MAX_CHARS]
+    if result.outcome == "sent":
+        return Decision("sent", reply)
+    if result.outcome == "permanent":
+        return Decision("failed", reply, bounce=is_bad_address(result))
+    if now >= deadline:
+        return Decision("failed", f"deadline passed, last reply: {reply}"[:REPLY_MAX_CHARS])
+    return Decision("deferred", reply, next_attempt_at=min(now + backoff(attempts, salt), deadline))
+
+
+def split_parts(count: int) -> list[tuple[int, int]]:
+    """[start, end) slices of `count` messages, one per connection: at most
+    MESSAGES_PER_CONNECTION each, no more parallel parts than the count is worth."""
+    if count <= 0:
+        return []
+    parts = max(-(-count // MESSAGES_PER_CONNECTION), min(CONNECTIONS, count // MIN_MESSAGES_PER_CONNECTION), 1)
+    size, extra = divmod(count, parts)
+    slices, start = [], 0
+    for index in range(parts):
+        end = start + size + (1 if index < extra else 0)
+        slices.append((start, end))
+        start = end
+    return slices
+
+
+# --- stage 1: deliveries ---------------------------------------------------------------
+
+_D = DeliveryRow.__table__
+_S = SubscriberRow.__table__
+
+
+def _insert_ignoring_duplicates(store: Store):  # noqa: ANN202 - a dialect insert
+    insert = pg_insert if store.dialect == "postgresql" else sqlite_insert
+    return insert(_D).on_conflict_do_nothing(index_elements=["run_id", "subscriber_id"])
+
+
+def _in_run_zone(settings: Settings, run: RunInfo):  # noqa: ANN202 - a SQL condition
+    """Local-time runs are per subscriber zone; a subscriber with no zone is in the site's."""
+    if not run.timezone:
+        return True
+    if run.timezone == settings.site.timezone:
+        return or_(_S.c.timezone == run.timezone, _S.c.timezone == "", _S.c.timezone.is_(None))
+    return _S.c.timezone == run.timezone
+
+
+def create_deliveries(
+    settings: Settings,
+    store: Store,
+    run_id: int,
+    *,
+    batch_size: int = BATCH_SIZE,
+    now: datetime | None = None,
+) -> list[tuple[int, int]]:
+    """Queue one delivery per confirmed subscriber who wants this run's edition; return
+    the run's batches as (first, last) subscriber-id ranges. Idempotent."""
+    now = now or utcnow()
+    run = get_run(store, run_id)
+    configured = [s.slug for s in settings.sections]
+    defaults = {name for name, config in settings.editions.items() if config.default}
+    deadline = now + DELIVERY_DEADLINE
+    insert = _insert_ignoring_duplicates(store)
+    before = _count(store, run_id)
+    after_id = 0
+    while True:
+        with store.session() as session:
+            page = session.execute(
+                select(_S.c.id, _S.c.sections, _S.c.editions)
+                .where(_S.c.status == "confirmed", _S.c.id > after_id, _in_run_zone(settings, run))
+                .order_by(_S.c.id)
+                .limit(batch_size)
+            ).all()
+            if not page:
+                break
+            rows = [
+                {
+                    "run_id": run_id,
+                    "subscriber_id": subscriber_id,
+                    "status": "queued",
+                    "variant": variant_key(sections, configured),
+                    "reply": "",
+                    "attempts": 0,
+                    "deadline": deadline,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for subscriber_id, sections, editions in page
+                if wants_edition(editions, run.edition, defaults)
+            ]
+            if rows:
+                session.execute(insert, rows)
+        after_id = page[-1][0]
+    created = _count(store, run_id) - before
+    ranges = list(batch_ranges(store, run_id, batch_size))
+    log.info("deliveries queued", extra={"run": run_id, "edition": run.edition, "new_deliveries": created, "batches": len(ranges)})
+    return ranges
+
+
+def _count(store: Store, run_id: int) -> int:
+    with store.session() as session:
+        return session.scalar(select(func.count()).select_from(_D).where(_D.c.run_id == run_id)) or 0
+
+
+def _sendable(now: datetime, *, include_queued: bool = True):  # noqa: ANN202 - a SQL condition
+    """Rows a worker may claim at `now`: queued, deferred and due, or abandoned claims."""
+    due = [
+        and_(_D.c.status == "deferred", _D.c.next_attempt_at <= now),
+        and_(_D.c.status == "sending", _D.c.updated_at < now - CLAIM_TIMEOUT),
+    ]
+    if include_queued:
+        due.insert(0, _D.c.status == "queued")
+    return or_(*due)
+
+
+def batch_ranges(
+    store: Store,
+    run_id: int,
+    batch_size: int = BATCH_SIZE,
+    *,
+    now: datetime | None = None,
+    retries_only: bool = False,
+) -> Iterator[tuple[int, int]]:
+    """(first, last) subscriber-id ranges of at most `batch_size` deliveries of a run.
+
+    With `now`, only rows sendable at that time count (with `retries_only`, only due
+    deferred rows and abandoned claims). Reads one page of ids at a time.
+    """
+    after_id = 0
+    while True:
+        query = select(_D.c.subscriber_id).where(_D.c.run_id == run_id, _D.c.subscriber_id > after_id)
+        if now is not None:
+            query = query.where(_sendable(now, include_queued=not retries_only))
+        with store.session() as session:
+            ids = session.scalars(query.order_by(_D.c.subscriber_id).limit(batch_size)).all()
+        if not ids:
+            return
+        yield ids[0], ids[-1]
+        after_id = ids[-1]
+
+
+# --- rendering caches ------------------------------------------------------------------
+
+
+class _Lru:
+    """A small thread-safe LRU map: rendered variants and issues, per process."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):  # noqa: ANN001, ANN201
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            return None
+
+    def put(self, key, value):  # noqa: ANN001, ANN201
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+# A run has as many variants as its readers have distinct section choices: a dozen is
+# typical, 255 the most 8 sections allow. A rendered variant holds its HTML, text and
+# encoded message, ~300 KB for a 40-article issue, so 256 entries bound the cache near
+# 75 MB in the worst case (a few MB in the usual one).
+_VARIANTS = _Lru(256)
+_ISSUES = _Lru(16)
+
+
+def clear_caches() -> None:
+    """Forget rendered variants and issues (tests; a long-lived worker never needs to)."""
+    _VARIANTS.clear()
+    _ISSUES.clear()
+
+
+def _run_key(store: Store, run: RunInfo) -> tuple:
+    # The store URL too: two databases (tests, a staging copy) can both have run 1.
+    return (store.url, run.id, run.edition, run.slot, run.timezone, run.attempt)
+
+
+def run_issue(settings: Settings, store: Store, run: RunInfo) -> Edition:
+    """The issue a run was prepared with, read once per process."""
+    key = _run_key(store, run)
+    issue = _ISSUES.get(key)
+    if issue is None:
+        from distributor.engine import issue_of
+
+        issue = _ISSUES.put(key, issue_of(settings, store, run))
+    return issue
+
+
+def _rendered(settings: Settings, store: Store, run: RunInfo, issue: Edition, variant: str, now: datetime):  # noqa: ANN202
+    """The variant rendered and CSS-inlined once per process (the expensive step)."""
+    from distributor.render.email import render_variant
+
+    key = (*_run_key(store, run), variant)
+    found = _VARIANTS.get(key)
+    if found is None:
+        sections = None if variant == ALL_SECTIONS else variant_sections(variant, [s.slug for s in settings.sections])
+        # Rendered outside the lock: two threads may race to render the same variant
+        # once each, which costs a render but never blocks other variants.
+        found = _VARIANTS.put(key, render_variant(settings, issue, sections=sections, run_id=run.id, now=now))
+    return found
+
+
+# --- stage 2: one batch ----------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    """A claimed delivery, and what is needed to build and record its message."""
+
+    delivery_id: int
+    subscriber_id: int
+    variant: str
+    attempts: int
+    deadline: datetime
+    email: str
+    name: str
+    subscriber_status: str
+    last_reply: str
+    rendered: object = None
+    result: Decision | None = field(default=None)
+
+
+def _claim(store: Store, run_id: int, first_id: int, last_id: int, token: str, now: datetime) -> int:
+    """Mark this range's sendable rows as ours in ONE statement; returns how many."""
+    with store.session() as session:
+        result = session.execute(
+            update(_D)
+            .where(_D.c.run_id == run_id, _D.c.subscriber_id.between(first_id, last_id), _sendable(now))
+            .values(status="sending", claim=token, updated_at=now, attempts=_D.c.attempts + 1)
+        )
+        return result.rowcount or 0
+
+
+def _claimed(store: Store, run_id: int, first_id: int, last_id: int, token: str, now: datetime) -> list[_Job]:
+    with store.session() as session:
+        rows = session.execute(
+            select(
+                _D.c.id, _D.c.subscriber_id, _D.c.variant, _D.c.attempts, _D.c.deadline, _D.c.created_at,
+                _D.c.reply, _S.c.email, _S.c.name, _S.c.status,
+            )
+            .join(_S, _S.c.id == _D.c.subscriber_id)
+            .where(
+                _D.c.run_id == run_id,
+                _D.c.subscriber_id.between(first_id, last_id),
+                _D.c.claim == token,
+                _D.c.status == "sending",
+            )
+            .order_by(_D.c.variant, _D.c.subscriber_id)
+        ).all()
+    return [
+        _Job(
+            delivery_id=r.id,
+            subscriber_id=r.subscriber_id,
+            variant=r.variant or ALL_SECTIONS,
+            attempts=r.attempts,
+            deadline=r.deadline or (r.created_at or now) + DELIVERY_DEADLINE,
+            email=r.email,
+            name=r.name or "",
+            subscriber_status=r.status,
+            last_reply=r.reply or "",
+        )
+        for r in rows
+    ]
+
+
+def _record(store: Store, token: str, now: datetime, jobs: Sequence[_Job], report: BatchReport) -> None:
+    """Write decided jobs back in one transaction: one executemany UPDATE, plus bounces.
+
+    The claim token guards each row: if our claim was taken over (we ran past the claim
+    timeout), the new claimant's record is not overwritten.
+    """
+    decided = [j for j in jobs if j.result is not None]
+    if not decided:
+        return
+    statement = (
+        update(_D)
+        .where(_D.c.id == bindparam("b_id"), _D.c.claim == token)
+        .values(
+            status=bindparam("b_status"),
+            reply=bindparam("b_reply"),
+            next_attempt_at=bindparam("b_next", type_=_D.c.next_attempt_at.type),
+            claim=None,
+            updated_at=now,
+        )
+    )
+    bounced = sorted({j.subscriber_id for j in decided if j.result.bounce})
+    with store.session() as session:
+        session.execute(
+            statement,
+            [
+                {"b_id": j.delivery_id, "b_status": j.result.status, "b_reply": j.result.reply, "b_next": j.result.next_attempt_at}
+                for j in decided
+            ],
+        )
+        if bounced:
+            changed = session.execute(
+                update(_S)
+                .where(_S.c.id.in_(bounced), _S.c.status == "confirmed")
+                .values(status="bounced", status_changed_at=now)
+            )
+            report.bounced += changed.rowcount or 0
+    for job in decided:
+        setattr(report, job.result.status, getattr(report, job.result.status) + 1)
+
+
+def send_batch(
+    settings: Settings,
+    store: Store,
+    run_id: int,
+    first_id: int,
+    last_id: int,
+    *,
+    now: datetime | None = None,
+    channel: MailChannel | None = None,
+) -> BatchReport:
+    """Send the sendable deliveries of subscribers first_id..last_id of a run, once.
+
+    Claims the rows first and sends only what it claimed, so the same batch run twice,
+    or by two workers at once, sends each message once.
+    """
+    now = now or utcnow()
+    report = BatchReport()
+    token = uuid.uuid4().hex
+    if not _claim(store, run_id, first_id, last_id, token, now):
+        return report
+    jobs = _claimed(store, run_id, first_id, last_id, token, now)
+    report.claimed = len(jobs)
+    run = get_run(store, run_id)
+    issue = run_issue(settings, store, run)
+    configured = [s.slug for s in settings.sections]
+
+    sendable: list[_Job] = []
+    for job in jobs:
+        if job.subscriber_status != "confirmed":
+            # Unsubscribed, bounced or complained since the delivery was queued.
+            job.result = Decision("suppressed", f"not sent: subscriber is {job.subscriber_status}")
+        elif now > job.deadline:
+            # Strictly after: the last retry is scheduled AT the deadline and still goes.
+            last = f"; last reply: {job.last_reply}" if job.last_reply else ""
+            job.result = Decision("failed", f"not sent: deadline passed{last}"[:REPLY_MAX_CHARS])
+        elif issue.for_sections(variant_sections(job.variant, configured)).is_empty:
+            job.result = Decision("suppressed", "not sent: no articles in the subscriber's sections")
+        else:
+            job.rendered = _rendered(settings, store, run, issue, job.variant, now)
+            sendable.append(job)
+    _record(store, token, now, [j for j in jobs if j.result is not None], report)
+
+    if sendable:
+        _send(settings, store, run, token, now, sendable, channel or mail_channel(settings), report)
+    log.info(
+        "email batch done",
+        extra={"run": run_id, "first": first_id, "last": last_id, **{k: v for k, v in report.items() if v}},
+    )
+    return report
+
+
+def _send(
+    settings: Settings,
+    store: Store,
+    run: RunInfo,
+    token: str,
+    now: datetime,
+    jobs: list[_Job],
+    channel: MailChannel,
+    report: BatchReport,
+) -> None:
+    """Send over up to CONNECTIONS connections at once; record each part as it finishes."""
+    from distributor.render.email import Recipient, envelope_sender
+    from distributor.subscribers import preferences_url, unsubscribe_url
+
+    sender = envelope_sender(settings)
+    by_ref = {f"{run.id}-{j.subscriber_id}": j for j in jobs}
+
+    def envelopes(part: Sequence[_Job]) -> Iterator[Envelope]:
+        # Built one at a time inside the sending thread, so a part holds one message.
+        for job in part:
+            try:
+                recipient = Recipient(
+                    email=job.email,
+                    name=job.name,
+                    unsubscribe_url=unsubscribe_url(settings, job.subscriber_id, job.email),
+                    preferences_url=preferences_url(settings, job.subscriber_id, job.email),
+                    # message_id left empty: the renderer derives it from the run and the
+                    # address, so a retried message keeps its Message-ID.
+                )
+                data = job.rendered.message(recipient)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 - one bad address must not stop the batch
+                log.exception("could not build a message", extra={"run": run.id, "subscriber": job.subscriber_id})
+                job.result = Decision("failed", f"not sent: could not build the message: {type(exc).__name__}: {exc}"[:REPLY_MAX_CHARS])
+                continue
+            yield Envelope(sender=sender, recipient=job.email, data=data, ref=f"{run.id}-{job.subscriber_id}")
+
+    def send_part(part: Sequence[_Job]) -> list[SendResult]:
+        return channel.send(envelopes(part))
+
+    parts = [jobs[start:end] for start, end in split_parts(len(jobs))]
+    with ThreadPoolExecutor(max_workers=min(CONNECTIONS, len(parts)), thread_name_prefix="smtp") as pool:
+        futures = {pool.submit(send_part, part): part for part in parts}
+        for future in as_completed(futures):
+            part = futures[future]
+            try:
+                results = future.result()
+            except Exception as exc:  # noqa: BLE001 - a channel bug: whatever went out is unknown
+                log.exception("mail channel failed", extra={"run": run.id})
+                results = [
+                    SendResult(f"{run.id}-{j.subscriber_id}", j.email, "temporary", None, f"channel error: {type(exc).__name__}")
+                    for j in part
+                    if j.result is None
+                ]
+            for result in results:
+                job = by_ref.get(result.ref)
+                if job is not None and job.result is None:
+                    job.result = decide(result, attempts=job.attempts, deadline=job.deadline, now=now, salt=str(job.delivery_id))
+            for job in part:
+                if job.result is None:  # the channel returned no result for it
+                    job.result = decide(
+                        SendResult(f"{run.id}-{job.subscriber_id}", job.email, "temporary", None, "no result from the mail channel"),
+                        attempts=job.attempts, deadline=job.deadline, now=now, salt=str(job.delivery_id),
+                    )
+            _record(store, token, now, part, report)
+
+
+# --- stage 3: the whole run, and retries -----------------------------------------------
+
+
+def dispatch_run(
+    settings: Settings,
+    store: Store,
+    run_id: int,
+    now: datetime | None = None,
+    *,
+    batch_size: int = BATCH_SIZE,
+    channel: MailChannel | None = None,
+) -> DispatchReport:
+    """Queue and send a prepared run's email here, batch after batch (the one-process
+    mode and `distributor send`; with Celery each batch is its own task)."""
+    before = _count(store, run_id)
+    ranges = create_deliveries(settings, store, run_id, batch_size=batch_size, now=now)
+    created = _count(store, run_id) - before
+    channel = channel or mail_channel(settings)
+    for first_id, last_id in ranges:
+        # Without a fixed `now`, each batch stamps its own time: a long run's claims must
+        # not look older than they are to another worker.
+        send_batch(settings, store, run_id, first_id, last_id, now=now or utcnow(), channel=channel)
+    counts = delivery_counts(store, run_id)
+    return DispatchReport(
+        **{k: counts.get(k, 0) for k in ("queued", "sent", "deferred", "failed", "suppressed", "sending")},
+        created=created,
+        batches=len(ranges),
+    )
+
+
+def retry_deferred(
+    settings: Settings,
+    store: Store,
+    now: datetime | None = None,
+    *,
+    batch_size: int = BATCH_SIZE,
+    channel: MailChannel | None = None,
+) -> BatchReport:
+    """Re-send deferred deliveries whose next attempt has come (and rows a crashed worker
+    left claimed), in batches, for every run that has some."""
+    now = now or utcnow()
+    report = BatchReport()
+    with store.session() as session:
+        run_ids = session.scalars(
+            select(_D.c.run_id).where(_sendable(now, include_queued=False)).distinct().order_by(_D.c.run_id)
+        ).all()
+    if not run_ids:
+        return report
+    channel = channel or mail_channel(settings)
+    for run_id in run_ids:
+        for first_id, last_id in batch_ranges(store, run_id, batch_size, now=now, retries_only=True):
+            report.add(send_batch(settings, store, run_id, first_id, last_id, now=now, channel=channel))
+    return report

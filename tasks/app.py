@@ -1,0 +1,83 @@
+"""The Celery app, built from settings: queues, reliability options, the beat schedule.
+
+With REDIS_URL the broker is Redis; without it the app runs on Celery's in-memory
+transport, which only works when worker and beat share one process (`distributor run`).
+The database, not the broker, holds the state: tasks can be lost or redelivered and the
+ledger still sends every message once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from distributor.settings import Settings, load_settings
+
+# Separate queues so a 100,000-message email fan-out never delays a breaking Telegram
+# post or a feed poll: each gets its own worker slots (`-Q`).
+QUEUES = ("ingest", "editions", "email", "telegram")
+
+# The longest countdown any task schedules (retry backoff cap). Redis redelivers an
+# unacknowledged task after the visibility timeout, so it must be longer than this or
+# a task waiting for its countdown would run twice.
+MAX_COUNTDOWN = timedelta(minutes=30)
+VISIBILITY_TIMEOUT = MAX_COUNTDOWN * 4
+
+ROUTES = {
+    "tasks.ingest.*": {"queue": "ingest", "routing_key": "ingest"},
+    "tasks.editions.*": {"queue": "editions", "routing_key": "editions"},
+    "tasks.email.*": {"queue": "email", "routing_key": "email"},
+    "tasks.telegram.*": {"queue": "telegram", "routing_key": "telegram"},
+    "tasks.housekeeping.*": {"queue": "editions", "routing_key": "editions"},
+}
+
+
+def make_app(settings: Settings) -> Celery:
+    """A Celery app for these settings (one per process)."""
+    broker = settings.redis_url or "memory://"
+    app = Celery("distributor", broker=broker, include=["tasks.ingest", "tasks.editions", "tasks.email", "tasks.telegram", "tasks.housekeeping"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        # Results are never read: every outcome is in the database.
+        task_ignore_result=True,
+        result_backend=None,
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+        task_default_queue="editions",
+        task_routes=ROUTES,
+        # A task is acknowledged only after it finished, and a worker killed mid-task
+        # gives the message back; safe because every task is idempotent via the ledger.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Sending tasks are long; a worker must not hoard messages another could run.
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": int(VISIBILITY_TIMEOUT.total_seconds())},
+        broker_connection_retry_on_startup=True,
+        # Hard and soft limits: a stuck SMTP or Bot API call cannot hold a slot forever.
+        task_soft_time_limit=600,
+        task_time_limit=660,
+        timezone="UTC",
+        enable_utc=True,
+        worker_hijack_root_logger=False,
+        beat_schedule=beat_schedule(settings),
+    )
+    return app
+
+
+def beat_schedule(settings: Settings) -> dict:
+    """Fixed heartbeats. Edition times are NOT here: the tick reads them from the database
+    each time, which is how operators change schedules without restarting beat."""
+    tick = settings.file.scheduler.tick_seconds
+    return {
+        "scheduler-tick": {"task": "tasks.editions.tick", "schedule": float(tick), "options": {"expires": tick * 2}},
+        "retry-deferred-email": {"task": "tasks.email.retry_deferred", "schedule": 60.0, "options": {"expires": 120}},
+        "retry-deferred-telegram": {"task": "tasks.telegram.retry_deferred", "schedule": 60.0, "options": {"expires": 120}},
+        "telegram-quiet-hours": {"task": "tasks.telegram.flush_quiet_hours", "schedule": 60.0, "options": {"expires": 120}},
+        "housekeeping": {"task": "tasks.housekeeping.sweep", "schedule": 3600.0, "options": {"expires": 3600}},
+    }
+
+
+app = make_app(load_settings())

@@ -1,0 +1,19 @@
+"""What every task shares: which failures are temporary, and how to retry them."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from distributor.errors import TemporaryFailure
+
+# Failures worth retrying with backoff: the database or a remote was briefly away.
+# Anything else is a bug or bad data and is logged, not retried forever.
+TEMPORARY = (TemporaryFailure, OperationalError, DBAPIError, ConnectionError, TimeoutError)
+
+RETRY = {
+    "autoretry_for": TEMPORARY,
+    "retry_backoff": 5,  # seconds, doubled each attempt
+    "retry_backoff_max": 1800,  # = tasks.app.MAX_COUNTDOWN
+    "retry_jitter": True,
+    "max_retries": 12,
+}

@@ -1,0 +1,30 @@
+"""Email tasks: send one batch of a run; retry deferred deliveries until their deadline."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from tasks.app import app
+from tasks.base import RETRY
+from tasks.runtime import context
+
+
+@app.task(name="tasks.email.send_batch", **RETRY)
+def send_batch(run_id: int, first_id: int, last_id: int) -> dict:
+    """Send the queued deliveries of subscribers first_id..last_id (claimed, so never twice)."""
+    from distributor import engine
+    from distributor.delivery import email as email_delivery
+
+    settings, store = context()
+    counts = email_delivery.send_batch(settings, store, run_id, first_id, last_id, now=datetime.now(timezone.utc))
+    engine.finish_if_done(store, run_id)
+    return {"run": run_id, "batch": [first_id, last_id], **dict(counts)}
+
+
+@app.task(name="tasks.email.retry_deferred", **RETRY)
+def retry_deferred() -> dict:
+    """Re-send deferred deliveries whose next attempt has come (beat, every minute)."""
+    from distributor.delivery import email as email_delivery
+
+    settings, store = context()
+    return dict(email_delivery.retry_deferred(settings, store, datetime.now(timezone.utc)))

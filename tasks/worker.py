@@ -1,0 +1,64 @@
+"""Starting Celery processes: worker, beat, or everything in one process.
+
+The CLI (`distributor worker|beat|run`) calls these; they are here, not in the domain
+package, because the domain never imports Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Sequence
+
+from tasks.app import QUEUES, app
+
+log = logging.getLogger(__name__)
+
+
+def start_worker(queues: Sequence[str] = QUEUES, concurrency: int = 2, pool: str = "prefork", loglevel: str = "INFO") -> None:
+    """A worker consuming the given queues (blocks)."""
+    argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
+    app.worker_main(argv)
+
+
+def start_beat(loglevel: str = "INFO", schedule_file: str | None = None) -> None:
+    """The heartbeat process (blocks). Two of them at once are harmless: runs are unique."""
+    argv = ["beat", f"--loglevel={loglevel}"]
+    if schedule_file:
+        argv.append(f"--schedule={schedule_file}")
+    app.start(argv)
+
+
+def start_all(*, web: tuple[str, int] | None, loglevel: str = "INFO", schedule_file: str | None = None) -> None:
+    """Worker, beat and (optionally) web in this process: the one-process mode.
+
+    On the in-memory transport the broker lives in this process, so worker and beat must
+    share it; threads give the worker a little concurrency without forking.
+    """
+    from celery.beat import EmbeddedService
+
+    if web is not None:
+        threading.Thread(target=_serve_web, args=web, name="web", daemon=True).start()
+    # Beat as a thread of this process: the worker's own `beat=True` forks a child
+    # process, which cannot reach an in-memory broker.
+    EmbeddedService(app, thread=True, schedule_filename=schedule_file or "var/celerybeat-schedule").start()
+    worker = app.Worker(
+        queues=list(QUEUES),
+        pool="threads",
+        concurrency=4,
+        loglevel=loglevel,
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+    )
+    worker.start()
+
+
+def _serve_web(host: str, port: int) -> None:
+    import uvicorn
+
+    from distributor.web.app import create_app
+    from tasks.runtime import context
+
+    settings, store = context()
+    uvicorn.run(create_app(settings, store), host=host, port=port, log_level="warning")

@@ -1,0 +1,608 @@
+"""Email dispatch against a real SMTP server on 127.0.0.1, on SQLite and PostgreSQL.
+
+The server (tests/fakes/smtp_server.py, aiosmtpd) records what it accepts and is told
+to refuse, defer, drop or go down. Every test ends by checking the one thing that
+matters: each subscriber who should get the edition received exactly one message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import select, update
+
+from distributor import engine, subscribers
+from distributor.articles import Article
+from distributor.channels.mail import Envelope, mail_channel
+from distributor.channels.outbox import Outbox
+from distributor.channels.smtp import SmtpChannel
+from distributor.delivery import email as dispatch
+from distributor.runs import delivery_counts
+from distributor.store.articles import save_articles
+from distributor.store.models import DeliveryRow, SubscriberRow
+from tests.conftest import settings_for
+from tests.fakes.smtp_server import FakeSmtpServer, client_context, tls_files
+
+SLOT = datetime(2026, 11, 26, 1, 30, tzinfo=timezone.utc)  # 07:00 in Asia/Kolkata
+NOW = SLOT + timedelta(minutes=1)
+NEXT_DAY = SLOT + timedelta(days=1)
+SECTIONS = ["nation", "states", "international", "politics", "opinion", "economy", "sports", "entertainment"]
+PASSWORD = "s3cret-Pa55word"
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    dispatch.clear_caches()
+    yield
+    dispatch.clear_caches()
+
+
+@pytest.fixture
+def smtp_settings(tmp_path, monkeypatch, smtp_server):
+    """Settings whose SMTP_URL points at the test server."""
+    monkeypatch.setenv("SMTP_URL", smtp_server.url)
+    return settings_for(tmp_path)
+
+
+def add_articles(store, slot: datetime, count: int = 16, prefix: str = "a") -> None:
+    save_articles(
+        store,
+        [
+            Article(
+                key=f"{prefix}{i}",
+                url=f"https://www.newsarenaindia.com/{SECTIONS[i % 8]}/{prefix}{i}",
+                title=f"Story {prefix}{i} in {SECTIONS[i % 8]}",
+                section=SECTIONS[i % 8],
+                published_at=slot - timedelta(hours=1, minutes=i),
+                standfirst=f"What happened in story {i}.",
+                byline="News Arena Network",
+            )
+            for i in range(count)
+        ],
+    )
+
+
+def add_subscribers(settings, store, count: int, *, domain: str = "example.com", **prefs) -> list[str]:
+    emails = [f"reader{i:03d}@{domain}" for i in range(count)]
+    for email in emails:
+        subscribers.subscribe(settings, store, email, confirmed=True, source="cli", now=SLOT - timedelta(days=1), **prefs)
+    return emails
+
+
+def open_run(settings, store, slot: datetime = SLOT):
+    """Open and prepare the morning run of `slot`, as the scheduler would."""
+    run, created = engine.open_slot(settings, store, "morning", slot)
+    assert created
+    prepared = engine.prepare_run(settings, store, run.id)
+    assert prepared.ready, prepared.reason
+    return run
+
+
+def ledger(store, run_id: int) -> dict[str, DeliveryRow]:
+    """Deliveries of a run by subscriber email."""
+    with store.session() as session:
+        rows = session.execute(
+            select(SubscriberRow.email, DeliveryRow).join(DeliveryRow, DeliveryRow.subscriber_id == SubscriberRow.id).where(DeliveryRow.run_id == run_id)
+        ).all()
+        return {email: row for email, row in rows}
+
+
+def assert_each_once(server: FakeSmtpServer, emails: list[str]) -> None:
+    received = sorted(server.recipients())
+    assert received == sorted(emails), f"duplicates or missing: {sorted(set(received) ^ set(emails))}"
+
+
+def retry_until_settled(settings, store, start: datetime, *, rounds: int = 20) -> datetime:
+    """Run retry_deferred at each next due time until nothing is deferred; return the time."""
+    now = start
+    for _ in range(rounds):
+        with store.session() as session:
+            due = session.scalar(select(DeliveryRow.next_attempt_at).where(DeliveryRow.status == "deferred").order_by(DeliveryRow.next_attempt_at))
+        if due is None:
+            return now
+        now = max(now, due)
+        dispatch.retry_deferred(settings, store, now)
+    raise AssertionError("deliveries still deferred after many retries")
+
+
+# --- the happy path and idempotence ---------------------------------------------------
+
+
+def test_dispatch_sends_each_subscriber_one_message_and_a_second_run_sends_nothing(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    everyone = add_subscribers(smtp_settings, store, 5)
+    sports = add_subscribers(smtp_settings, store, 2, domain="sports.example.com", sections=["sports"])
+    add_subscribers(smtp_settings, store, 1, domain="evening.example.com", editions=["evening"])
+    pending, _ = subscribers.subscribe(smtp_settings, store, "pending@example.com", source="web")
+    run = open_run(smtp_settings, store)
+
+    report = dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+
+    assert (report.sent, report.queued, report.deferred, report.failed, report.created) == (7, 0, 0, 0, 7)
+    assert_each_once(smtp_server, everyone + sports)
+    assert smtp_server.connections == 1  # a small batch goes over one connection
+    rows = ledger(store, run.id)
+    assert {r.status for r in rows.values()} == {"sent"} and all(r.reply.startswith("250") for r in rows.values())
+    assert rows[sports[0]].variant == "sports" and rows[everyone[0]].variant == "all"
+
+    # The sports reader's message carries only Sports; the others every section.
+    sports_text = smtp_server.received_by(sports[0])[0].message.get_body(("plain",)).get_content()
+    full_text = smtp_server.received_by(everyone[0])[0].message.get_body(("plain",)).get_content()
+    assert "SPORTS" in sports_text and "NATION" not in sports_text
+    assert "SPORTS" in full_text and "NATION" in full_text
+    message: EmailMessage = smtp_server.received_by(everyone[0])[0].message
+    assert message["To"] == everyone[0]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "/unsubscribe/" in message["List-Unsubscribe"]
+
+    again = dispatch.dispatch_run(smtp_settings, store, run.id, NOW + timedelta(minutes=5))
+    assert (again.sent, again.created) == (7, 0)
+    for first, last in dispatch.batch_ranges(store, run.id):
+        assert dispatch.send_batch(smtp_settings, store, run.id, first, last, now=NOW).claimed == 0
+    assert_each_once(smtp_server, everyone + sports)
+    assert pending.email not in smtp_server.recipients()
+
+
+def test_batches_by_id_range_each_send_once(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 7)
+    run = open_run(smtp_settings, store)
+
+    ranges = dispatch.create_deliveries(smtp_settings, store, run.id, batch_size=3, now=NOW)
+    assert len(ranges) == 3 and [last - first for first, last in ranges[:2]] == [2, 2]
+    assert dispatch.create_deliveries(smtp_settings, store, run.id, batch_size=3, now=NOW) == ranges
+    for first, last in ranges + ranges:  # every batch twice: a redelivered task
+        dispatch.send_batch(smtp_settings, store, run.id, first, last, now=NOW)
+    assert_each_once(smtp_server, emails)
+    assert delivery_counts(store, run.id)["sent"] == 7
+
+
+def test_two_workers_on_the_same_batch_send_each_message_once(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 12)
+    run = open_run(smtp_settings, store)
+    [(first, last)] = dispatch.create_deliveries(smtp_settings, store, run.id, now=NOW)
+
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: dispatch.send_batch(smtp_settings, store, run.id, first, last, now=NOW), range(2)))
+
+    assert sum(r.claimed for r in reports) == 12 and sum(r.sent for r in reports) == 12
+    assert_each_once(smtp_server, emails)
+
+
+def test_a_claim_left_by_a_crashed_worker_is_taken_over_after_the_timeout(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 3)
+    run = open_run(smtp_settings, store)
+    [(first, last)] = dispatch.create_deliveries(smtp_settings, store, run.id, now=NOW)
+    with store.session() as session:  # a worker claimed the rows, then died
+        session.execute(update(DeliveryRow).values(status="sending", claim="dead-worker", updated_at=NOW))
+
+    fresh = NOW + dispatch.CLAIM_TIMEOUT - timedelta(minutes=1)
+    assert dispatch.send_batch(smtp_settings, store, run.id, first, last, now=fresh).claimed == 0
+    assert dispatch.retry_deferred(smtp_settings, store, fresh).claimed == 0
+    assert smtp_server.messages == []
+
+    later = NOW + dispatch.CLAIM_TIMEOUT + timedelta(minutes=1)
+    assert dispatch.retry_deferred(smtp_settings, store, later).sent == 3
+    assert_each_once(smtp_server, emails)
+
+
+# --- refusals ------------------------------------------------------------------------
+
+
+def test_550_5_1_1_fails_the_delivery_marks_the_subscriber_bounced_and_the_next_run_skips_them(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    add_articles(store, NEXT_DAY, prefix="b")
+    emails = add_subscribers(smtp_settings, store, 4)
+    gone = emails[1]
+    smtp_server.fail("550 5.1.1 <reader001@example.com>: Recipient address rejected: User unknown", at="RCPT", address=gone)
+    run = open_run(smtp_settings, store)
+
+    report = dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+
+    assert (report.sent, report.failed) == (3, 1)
+    row = ledger(store, run.id)[gone]
+    assert row.status == "failed" and row.reply.startswith("550 5.1.1") and "User unknown" in row.reply
+    assert subscribers.find(store, gone).status == "bounced"
+    assert smtp_server.connections == 1  # the refusal did not cost the others their connection
+
+    smtp_server.clear()
+    second = open_run(smtp_settings, store, NEXT_DAY)
+    dispatch.dispatch_run(smtp_settings, store, second.id, NEXT_DAY + timedelta(minutes=1))
+    assert gone not in ledger(store, second.id)
+    # The first run's three messages and the second run's three: none to the bounced address.
+    assert sorted(smtp_server.recipients()) == sorted([e for e in emails if e != gone] * 2)
+
+
+def test_other_permanent_refusal_fails_without_bouncing(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 2)
+    smtp_server.fail("554 5.7.1 Message rejected as spam", at="DATA", address=emails[0])
+    run = open_run(smtp_settings, store)
+    dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+    row = ledger(store, run.id)[emails[0]]
+    assert row.status == "failed" and row.reply.startswith("554 5.7.1")
+    assert subscribers.find(store, emails[0]).status == "confirmed"
+    assert smtp_server.recipients() == [emails[1]]
+
+
+@pytest.mark.parametrize(
+    ("reply", "at"),
+    [
+        ("451 4.3.0 Temporary local problem, try later", "RCPT"),
+        ("451 4.3.0 Temporary local problem, try later", "DATA"),
+        ("421 4.7.0 Too many connections, closing", "RCPT"),
+        ("421 4.7.0 Too many connections, closing", "DATA"),
+    ],
+)
+def test_temporary_refusal_defers_then_retry_sends_exactly_once(smtp_settings, store, smtp_server, reply, at):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 5)
+    busy = emails[2]
+    smtp_server.fail(reply, at=at, address=busy, times=1)
+    run = open_run(smtp_settings, store)
+
+    dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+
+    row = ledger(store, run.id)[busy]
+    assert row.status == "deferred" and row.reply.startswith(reply[:3]) and row.attempts == 1
+    assert NOW + timedelta(minutes=3) <= row.next_attempt_at <= NOW + timedelta(minutes=7)
+    assert row.deadline == NOW + dispatch.DELIVERY_DEADLINE
+    deferred = {e for e, r in ledger(store, run.id).items() if r.status == "deferred"}
+    if reply.startswith("421"):  # the server hung up: everything after it waits too
+        assert deferred == set(emails[2:])
+    else:  # only the refused recipient is retried
+        assert deferred == {busy}
+    assert busy not in smtp_server.recipients()
+
+    assert dispatch.retry_deferred(smtp_settings, store, NOW + timedelta(minutes=1)).claimed == 0  # not due yet
+    retry_until_settled(smtp_settings, store, NOW)
+    assert {r.status for r in ledger(store, run.id).values()} == {"sent"}
+    assert ledger(store, run.id)[busy].attempts == 2
+    assert_each_once(smtp_server, emails)
+
+
+def test_552_is_deferred_and_fails_only_at_the_deadline(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 2)
+    full = emails[0]
+    smtp_server.fail("552 5.2.2 Mailbox full", at="DATA", address=full)
+    run = open_run(smtp_settings, store)
+
+    dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+    assert ledger(store, run.id)[full].status == "deferred"
+
+    retry_until_settled(smtp_settings, store, NOW)
+    row = ledger(store, run.id)[full]
+    assert row.status == "failed" and "deadline" in row.reply and "552 5.2.2" in row.reply
+    assert row.updated_at >= NOW + dispatch.DELIVERY_DEADLINE
+    assert row.attempts > 3  # retried with backoff until the deadline
+    assert subscribers.find(store, full).status == "confirmed"  # a full mailbox is no bounce
+    assert smtp_server.recipients() == [emails[1]]
+
+
+def test_connection_dropped_after_n_messages_defers_the_rest_and_retry_completes(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 6)
+    smtp_server.drop_after(2)
+    run = open_run(smtp_settings, store)
+
+    report = dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+
+    assert (report.sent, report.deferred) == (2, 4)
+    assert sorted(smtp_server.recipients()) == sorted(emails[:2])
+    assert all("connection lost" in r.reply for r in ledger(store, run.id).values() if r.status == "deferred")
+    retry_until_settled(smtp_settings, store, NOW)
+    assert_each_once(smtp_server, emails)
+
+
+def test_server_down_defers_everything_and_up_again_sends_everything_once(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 4)
+    run = open_run(smtp_settings, store)
+
+    with smtp_server.down():
+        report = dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+        assert report.deferred == 4
+        assert all("Connection refused" in r.reply for r in ledger(store, run.id).values())
+    retry_until_settled(smtp_settings, store, NOW)
+    assert_each_once(smtp_server, emails)
+
+
+def test_partial_rcpt_refusal_retries_only_the_refused(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 6)
+    refused = [emails[1], emails[4]]
+    for address in refused:
+        smtp_server.fail("450 4.2.1 Mailbox busy", at="RCPT", address=address, times=1)
+    run = open_run(smtp_settings, store)
+
+    dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+    assert smtp_server.connections == 1
+    assert sorted(e for e, r in ledger(store, run.id).items() if r.status == "deferred") == sorted(refused)
+
+    # Both refused rows are due within the first backoff (5 min +- 20%): one batch, one connection.
+    assert dispatch.retry_deferred(smtp_settings, store, NOW + timedelta(minutes=7)).sent == 2
+    assert smtp_server.connections == 2
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages if m.connection == 2) == sorted(refused)
+    assert_each_once(smtp_server, emails)
+
+
+def test_the_nth_message_can_be_refused(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 3)
+    smtp_server.fail("451 4.7.1 Greylisted", at="RCPT", nth=2)
+    run = open_run(smtp_settings, store)
+    dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+    assert sorted(smtp_server.recipients()) == sorted([emails[0], emails[2]])
+    retry_until_settled(smtp_settings, store, NOW)
+    assert_each_once(smtp_server, emails)
+
+
+def test_a_deferred_delivery_found_after_its_deadline_fails_without_sending(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 2)
+    smtp_server.fail("451 4.3.0 try later", at="RCPT", address=emails[0], times=1)
+    run = open_run(smtp_settings, store)
+    dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+
+    too_late = NOW + dispatch.DELIVERY_DEADLINE + timedelta(minutes=1)  # the worker was down all day
+    report = dispatch.retry_deferred(smtp_settings, store, too_late)
+
+    assert (report.claimed, report.failed, report.sent) == (1, 1, 0)
+    row = ledger(store, run.id)[emails[0]]
+    assert row.status == "failed" and row.reply == "not sent: deadline passed; last reply: 451 4.3.0 try later"
+    assert smtp_server.recipients() == [emails[1]]
+
+
+def test_a_message_that_cannot_be_built_fails_alone(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 3)
+    with store.session() as session:  # an address the renderer refuses (non-ASCII local part)
+        session.execute(update(SubscriberRow).where(SubscriberRow.email == emails[1]).values(email="r\u00e9der@example.com"))
+    run = open_run(smtp_settings, store)
+
+    report = dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+
+    assert (report.sent, report.failed) == (2, 1)
+    assert ledger(store, run.id)["r\u00e9der@example.com"].reply.startswith("not sent: could not build the message")
+    assert sorted(smtp_server.recipients()) == sorted([emails[0], emails[2]])
+
+
+# --- who is sent to ------------------------------------------------------------------
+
+
+def test_unsubscribed_after_queueing_is_suppressed_not_sent(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 3)
+    run = open_run(smtp_settings, store)
+    [(first, last)] = dispatch.create_deliveries(smtp_settings, store, run.id, now=NOW)
+    subscribers.unsubscribe(store, subscribers.find(store, emails[0]).id, now=NOW)
+
+    report = dispatch.send_batch(smtp_settings, store, run.id, first, last, now=NOW)
+
+    assert (report.sent, report.suppressed) == (2, 1)
+    row = ledger(store, run.id)[emails[0]]
+    assert row.status == "suppressed" and "unsubscribed" in row.reply
+    assert sorted(smtp_server.recipients()) == sorted(emails[1:])
+
+
+def test_bounced_and_complained_subscribers_are_never_queued(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 3)
+    with store.session() as session:
+        session.execute(update(SubscriberRow).where(SubscriberRow.email == emails[0]).values(status="bounced"))
+        session.execute(update(SubscriberRow).where(SubscriberRow.email == emails[1]).values(status="complained"))
+    run = open_run(smtp_settings, store)
+    report = dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+    assert report.created == 1 and smtp_server.recipients() == [emails[2]]
+
+
+def test_a_variant_with_no_articles_is_suppressed(smtp_settings, store, smtp_server):
+    save_articles(
+        store,
+        [Article(key=f"n{i}", url=f"https://www.newsarenaindia.com/nation/n{i}", title=f"Nation {i}", section="nation", published_at=SLOT - timedelta(hours=2, minutes=i)) for i in range(3)],
+    )
+    nation = add_subscribers(smtp_settings, store, 1, sections=["nation"])
+    sports = add_subscribers(smtp_settings, store, 1, domain="sports.example.com", sections=["sports"])
+    run = open_run(smtp_settings, store)
+    report = dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+    assert (report.sent, report.suppressed) == (1, 1)
+    assert "no articles" in ledger(store, run.id)[sports[0]].reply
+    assert_each_once(smtp_server, nation)
+
+
+def test_a_local_time_run_takes_only_its_zone(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    kolkata = add_subscribers(smtp_settings, store, 2)
+    london = add_subscribers(smtp_settings, store, 2, domain="uk.example.com", timezone="Europe/London")
+    site_run, _ = engine.open_slot(smtp_settings, store, "morning", SLOT, "Asia/Kolkata")
+    london_run, _ = engine.open_slot(smtp_settings, store, "morning", SLOT, "Europe/London")
+    for run in (site_run, london_run):
+        assert engine.prepare_run(smtp_settings, store, run.id).ready
+    dispatch.create_deliveries(smtp_settings, store, site_run.id, now=NOW)
+    dispatch.create_deliveries(smtp_settings, store, london_run.id, now=NOW)
+    assert sorted(ledger(store, site_run.id)) == kolkata
+    assert sorted(ledger(store, london_run.id)) == london
+
+
+# --- outbox mode ---------------------------------------------------------------------
+
+
+def test_without_smtp_url_messages_go_to_outbox_files(settings, store):
+    add_articles(store, SLOT)
+    emails = add_subscribers(settings, store, 3)
+    run = open_run(settings, store)
+    assert isinstance(mail_channel(settings), Outbox)
+
+    report = dispatch.dispatch_run(settings, store, run.id, NOW)
+
+    assert report.sent == 3
+    folder = settings.outbox_dir / "email"
+    files = sorted(p.name for p in folder.iterdir())
+    ids = sorted(subscribers.find(store, e).id for e in emails)
+    assert files == sorted(f"{run.id}-{i}.eml" for i in ids)
+    import email as email_package
+    import email.policy
+
+    parsed = email_package.message_from_bytes((folder / f"{run.id}-{ids[0]}.eml").read_bytes(), policy=email.policy.default)
+    assert parsed["To"] == emails[0] and parsed.get_body(("html",)) is not None
+    assert all(r.reply.startswith("outbox: ") for r in ledger(store, run.id).values())
+
+    dispatch.dispatch_run(settings, store, run.id, NOW)  # again: nothing new
+    assert sorted(p.name for p in folder.iterdir()) == files
+
+
+# --- the channel on its own: TLS, AUTH, secrets ----------------------------------------
+
+
+def _envelopes(*recipients: str) -> list[Envelope]:
+    return [
+        Envelope("brief@newsarenaindia.com", r, f"From: brief@newsarenaindia.com\r\nTo: {r}\r\nSubject: t\r\n\r\n.leading dot\r\nbody\r\n".encode(), f"ref-{r}")
+        for r in recipients
+    ]
+
+
+def test_one_connection_per_send_call_and_dot_stuffing(smtp_server):
+    channel = SmtpChannel(smtp_server.url)
+    results = channel.send(_envelopes("a@example.com", "b@example.com", "c@example.com"))
+    assert [r.outcome for r in results] == ["sent"] * 3 and [r.ref for r in results] == ["ref-a@example.com", "ref-b@example.com", "ref-c@example.com"]
+    assert smtp_server.connections == 1
+    # smtplib stuffed the leading dot ("..") and the server took it back off.
+    assert smtp_server.messages[0].data.endswith(b"\r\n.leading dot\r\nbody\r\n")
+    assert channel.send([]) == [] and smtp_server.connections == 1
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    return tls_files(tmp_path_factory.mktemp("tls"))
+
+
+def test_starttls_and_auth(certificate):
+    server = FakeSmtpServer(tls=certificate, credentials=("mailer", PASSWORD)).start()
+    try:
+        channel = SmtpChannel(server.url + "?starttls=required", ssl_context=client_context(certificate[0]))
+        [result] = channel.send(_envelopes("a@example.com"))
+        assert result.outcome == "sent"
+        assert server.messages[0].tls and server.messages[0].login == "mailer"
+    finally:
+        server.stop()
+
+
+def test_implicit_tls(certificate):
+    server = FakeSmtpServer(tls=certificate, implicit_tls=True).start()
+    try:
+        channel = SmtpChannel(server.url, ssl_context=client_context(certificate[0]))
+        assert server.url.startswith("smtps://")
+        assert [r.outcome for r in channel.send(_envelopes("a@example.com"))] == ["sent"]
+        assert server.messages[0].tls
+    finally:
+        server.stop()
+
+
+def test_untrusted_certificate_is_refused_and_deferred(certificate):
+    server = FakeSmtpServer(tls=certificate, implicit_tls=True).start()
+    try:
+        [result] = SmtpChannel(server.url).send(_envelopes("a@example.com"))  # system CAs only
+        assert result.outcome == "temporary" and "CERTIFICATE_VERIFY_FAILED" in result.reply
+        assert server.messages == []
+    finally:
+        server.stop()
+
+
+def test_starttls_required_but_not_offered_sends_nothing(smtp_server):
+    [result] = SmtpChannel(smtp_server.url + "?starttls=required").send(_envelopes("a@example.com"))
+    assert result.outcome == "temporary" and "does not offer STARTTLS" in result.reply
+    assert smtp_server.messages == []
+
+
+def test_wrong_password_defers_and_never_shows_the_password(caplog, tmp_path, monkeypatch, store):
+    server = FakeSmtpServer(credentials=("mailer", "the-right-one")).start()
+    try:
+        url = f"smtp://mailer:{PASSWORD}@127.0.0.1:{server.port}"
+        monkeypatch.setenv("SMTP_URL", url)
+        settings = settings_for(tmp_path)
+        add_articles(store, SLOT)
+        add_subscribers(settings, store, 2)
+        run = open_run(settings, store)
+        with caplog.at_level(logging.DEBUG):
+            report = dispatch.dispatch_run(settings, store, run.id, NOW)
+        assert report.deferred == 2 and server.failed_logins >= 1 and server.messages == []
+        replies = [r.reply for r in ledger(store, run.id).values()]
+        assert all(r.startswith("AUTH refused: 535") for r in replies)
+        channel = mail_channel(settings)
+        shown = " ".join(replies) + caplog.text + repr(channel) + repr(channel.target)
+        assert PASSWORD not in shown and "mailer@127.0.0.1" in repr(channel)
+    finally:
+        server.stop()
+
+
+def test_control_characters_in_an_address_never_reach_the_server(smtp_server):
+    envelopes = _envelopes("a@example.com") + [Envelope("brief@newsarenaindia.com", "x@example.com>\r\nRCPT TO:<victim@example.com", b"Subject: t\r\n\r\nb\r\n", "evil")]
+    results = SmtpChannel(smtp_server.url).send(envelopes + _envelopes("b@example.com"))
+    assert [r.outcome for r in results] == ["sent", "permanent", "sent"]
+    assert "control characters" in results[1].reply
+    assert smtp_server.recipients() == ["a@example.com", "b@example.com"]
+
+
+def test_connection_refused_is_temporary_for_every_envelope():
+    server = FakeSmtpServer()  # never started: nothing listens on its port
+    results = SmtpChannel(server.url + "?timeout=5").send(_envelopes("a@example.com", "b@example.com"))
+    assert [r.outcome for r in results] == ["temporary", "temporary"]
+    assert all(r.code is None and "Connection refused" in r.reply for r in results)
+
+
+# --- the commands --------------------------------------------------------------------
+
+
+def test_preview_writes_files_and_send_sends_a_slot_once(tmp_path, monkeypatch, smtp_server):
+    from typer.testing import CliRunner
+
+    from distributor.cli import app
+    from distributor.store import Store
+    from tests.conftest import CONFIG
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'var' / 'distributor.db'}")
+    monkeypatch.setenv("SMTP_URL", smtp_server.url)
+    store = Store(f"sqlite:///{tmp_path / 'var' / 'distributor.db'}")
+    store.migrate()
+    settings = settings_for(tmp_path)
+    add_articles(store, SLOT)
+    everyone = add_subscribers(settings, store, 3)
+    sports = add_subscribers(settings, store, 1, domain="sports.example.com", sections=["sports"])
+    runner = CliRunner()
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, ["--config", str(CONFIG), *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    at = "2026-11-26T09:15:00+05:30"  # after the 07:00 slot of that day
+    out = cli("preview", "morning", "--at", "2026-11-26T07:00:00+05:30", "--subscriber", sports[0], "--out", str(tmp_path / "preview"))
+    assert "variant: sports" in out
+    eml = (tmp_path / "preview" / "email.eml").read_bytes()
+    assert b"To: " + sports[0].encode() in eml and (tmp_path / "preview" / "email.html").exists()
+    assert "SPORTS" in (tmp_path / "preview" / "email.txt").read_text() and "NATION" not in (tmp_path / "preview" / "email.txt").read_text()
+    with store.session() as session:
+        assert session.scalar(select(DeliveryRow.id)) is None  # preview touched no ledger
+    assert smtp_server.messages == []
+
+    out = cli("send", "morning", "--at", at)
+    assert "2026-11-26 07:00 IST: run #1" in out and "sent 4" in out
+    assert_each_once(smtp_server, everyone + sports)
+
+    out = cli("send", "morning", "--at", at)
+    assert "already done as run #1" in out and "nothing sent" in out
+    assert len(smtp_server.messages) == 4
+
+    out = cli("send", "morning", "--at", at, "--force", "--json")
+    assert json.loads(out)["run"] == 2 and json.loads(out)["sent"] == 4
+    assert sorted(smtp_server.recipients()) == sorted((everyone + sports) * 2)
+    store.dispose()
