@@ -1,4 +1,4 @@
-# Two commands for people: `make run` runs the main job once, `make test` runs every test.
+# Two commands for people: `make run` runs the main job, `make test` runs every test.
 # Both create .venv and install the project into it on first use; pip runs again only when
 # pyproject.toml is newer than the stamp .venv/.installed. Extra arguments: ARGS="...".
 
@@ -13,9 +13,10 @@ ARGS ?=
 
 .PHONY: run test
 
-## Initialise the database, ingest the configured sources, build the editions, write them under var/.
+## The main job: a first full cycle (ingest, editions, outbox), then worker, beat and web
+## keep going on schedule until Ctrl-C. ARGS=--once stops after the first cycle.
 run: $(STAMP)
-	$(VENV)/bin/distributor run --once $(ARGS)
+	$(VENV)/bin/distributor run $(ARGS)
 
 ## The whole test suite (PostgreSQL and Redis tests need the servers; .ci/run starts them).
 test: $(STAMP)

@@ -123,7 +123,8 @@ def test_secrets_never_printed(tmp_path, monkeypatch):
 
 
 def test_main_job_once_from_the_console_script(tmp_path):
-    """`distributor run --once` with nothing configured: SQLite under var/, editions written."""
+    """`distributor run --once` with nothing configured: SQLite under var/, the sample
+    ingested, each edition sent once to the demo subscribers and channels as outbox files."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DISTRIBUTOR_CONFIG", "REDIS_URL", "SMTP_URL", "TELEGRAM_BOT_TOKEN"}}
     env["DISTRIBUTOR_CONFIG"] = str(CONFIG)
     done = subprocess.run(
@@ -132,8 +133,15 @@ def test_main_job_once_from_the_console_script(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "var" / "distributor.db").exists()
-    written = sorted(p.name for p in (tmp_path / "var" / "editions").iterdir())
-    assert "morning.txt" in written and "morning.json" in written
-    assert "output:" in done.stdout
-    morning = json.loads((tmp_path / "var" / "editions" / "morning.json").read_text(encoding="utf-8"))
-    assert morning["count"] >= 3
+    emails = sorted((tmp_path / "var" / "outbox" / "email").glob("*.eml"))
+    posts = sorted((tmp_path / "var" / "outbox" / "telegram").glob("*.json"))
+    assert emails and posts
+    assert f"outbox: {len(emails)} email file(s) in {tmp_path / 'var' / 'outbox' / 'email'}" in done.stdout
+    assert "morning: run #1 sent" in done.stdout
+    # A second start sends no edition again: each has run once in this database.
+    again = subprocess.run(
+        [sys.executable, "-m", "distributor", "run", "--once"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert again.returncode == 0 and "run #" not in again.stdout
+    assert sorted((tmp_path / "var" / "outbox" / "email").glob("*.eml")) == emails
