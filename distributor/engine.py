@@ -35,6 +35,7 @@ class TickResult:
     existing: list[RunInfo] = field(default_factory=list)  # already opened elsewhere
     skipped: list[schedules.DueSlot] = field(default_factory=list)  # missed beyond grace
     sources_due: list[str] = field(default_factory=list)
+    stale: list[int] = field(default_factory=list)  # runs whose queued work looks lost
 
 
 def subscriber_zones(settings: Settings, store: Store) -> dict[str, list[str]]:
@@ -105,7 +106,45 @@ def tick(settings: Settings, store: Store, now: datetime) -> TickResult:
         (result.opened if created else result.existing).append(run)
     schedules.set_marker(store, TICK_MARKER, now)
     result.sources_due = sources_due(settings, store, now)
+    result.stale = stale_runs(settings, store, now)
     return result
+
+
+def stale_runs(settings: Settings, store: Store, now: datetime) -> list[int]:
+    """Runs whose work has not moved for `stale_after_seconds`, claimed for re-queueing.
+
+    A run still building, or sending with deliveries or posts that nobody claimed for
+    that long, probably lost its tasks (a broker restart). Each is returned at most once
+    per period (the claim is the `requeued_at` stamp), so a long but healthy fan-out is
+    re-queued rarely, and re-queued work is harmless: sends are claimed in the database.
+    """
+    from sqlalchemy import and_, exists, or_, update
+
+    from distributor.store.models import DeliveryRow, TelegramPostRow
+
+    cutoff = now - timedelta(seconds=settings.file.scheduler.stale_after_seconds)
+    not_recent = or_(EditionRunRow.requeued_at.is_(None), EditionRunRow.requeued_at < cutoff)
+    idle_email = exists().where(
+        DeliveryRow.run_id == EditionRunRow.id, DeliveryRow.status == "queued", DeliveryRow.updated_at < cutoff
+    )
+    idle_posts = exists().where(
+        TelegramPostRow.run_id == EditionRunRow.id, TelegramPostRow.status == "pending", TelegramPostRow.created_at < cutoff
+    )
+    lost_build = and_(EditionRunRow.status == "building", EditionRunRow.created_at < cutoff)
+    sending_idle = and_(EditionRunRow.status.in_(("ready", "sending")), EditionRunRow.created_at < cutoff, or_(idle_email, idle_posts))
+    claimed: list[int] = []
+    with store.session() as session:
+        candidates = list(session.scalars(select(EditionRunRow.id).where(not_recent, or_(lost_build, sending_idle))))
+        for run_id in candidates:
+            # The conditional update is the claim: two ticks racing re-queue a run once.
+            changed = session.execute(
+                update(EditionRunRow).where(EditionRunRow.id == run_id, not_recent).values(requeued_at=now)
+            ).rowcount
+            if changed:
+                claimed.append(run_id)
+    for run_id in claimed:
+        log.warning("run looks stalled: re-queueing its work", extra={"run": run_id})
+    return claimed
 
 
 def sources_due(settings: Settings, store: Store, now: datetime) -> list[str]:

@@ -204,6 +204,10 @@ class SchedulerConfig(_Strict):
     tick_seconds: int = Field(default=30, ge=5, le=60)
     # Slots missed while the scheduler was down are still run if at most this old.
     grace_minutes: int = Field(default=120, ge=0, le=7 * 24 * 60)
+    # A run whose queued work has not moved for this long is re-queued by the tick: the
+    # broker may have lost it (a Redis restart without persistence). Safe to repeat,
+    # because deliveries and posts are claimed in the database before sending.
+    stale_after_seconds: int = Field(default=300, ge=5, le=24 * 3600)
 
 
 @dataclass(frozen=True, slots=True)

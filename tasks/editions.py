@@ -22,9 +22,13 @@ def tick() -> dict:
     result = engine.tick(settings, store, datetime.now(timezone.utc))
     for run in result.opened:
         build_run.delay(run.id)
+    # Work the broker lost (e.g. Redis restarted without persistence) is rebuilt from the
+    # database; build_run is idempotent and every send is claimed before it happens.
+    for run_id in result.stale:
+        build_run.delay(run_id)
     for name in result.sources_due:
         poll_source.delay(name)
-    return {"opened": [r.id for r in result.opened], "sources": result.sources_due}
+    return {"opened": [r.id for r in result.opened], "sources": result.sources_due, "requeued": result.stale}
 
 
 @app.task(name="tasks.editions.build_run", **RETRY)

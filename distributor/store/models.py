@@ -177,6 +177,8 @@ class EditionRunRow(Base):
     article_keys: Mapped[list] = mapped_column(JSON, default=list)
     # Where each article goes (Edition.layout()), fixed when the run is prepared.
     layout: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # When the scheduler last re-queued this run's work because it looked lost.
+    requeued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")

@@ -132,3 +132,33 @@ def test_sources_due_by_poll_interval(settings, store):
         session.add(FeedStateRow(source=location, last_polled_at=now - timedelta(minutes=3)))
     assert engine.sources_due(settings, store, now) == []
     assert engine.sources_due(settings, store, now + timedelta(minutes=7)) == ["newsarena-sample"]
+
+
+def test_stalled_runs_are_requeued_once_per_period(settings, store):
+    from distributor.store.models import DeliveryRow
+
+    save_articles(store, articles(5, MORNING))
+    run, _ = engine.open_slot(settings, store, "morning", MORNING)
+    stuck, _ = engine.open_slot(settings, store, "evening", MORNING)
+    engine.prepare_run(settings, store, run.id)
+    engine.mark_sending(store, run.id)
+    with store.session() as session:
+        sub = SubscriberRow(email="reader@example.com", status="confirmed")
+        session.add(sub)
+        session.flush()
+        session.add(DeliveryRow(run_id=run.id, subscriber_id=sub.id, status="queued", updated_at=MORNING, created_at=MORNING))
+        for row in session.scalars(select(EditionRunRow)):
+            row.created_at = MORNING
+    later = MORNING + timedelta(minutes=10)
+    assert sorted(engine.stale_runs(settings, store, later)) == sorted([run.id, stuck.id])
+    # Claimed: the next tick within the period does not re-queue them again.
+    assert engine.stale_runs(settings, store, later + timedelta(seconds=30)) == []
+    assert sorted(engine.stale_runs(settings, store, later + timedelta(minutes=6))) == sorted([run.id, stuck.id])
+    with store.session() as session:
+        session.get(DeliveryRow, 1).status = "sent"
+    assert engine.stale_runs(settings, store, later + timedelta(minutes=20)) == [stuck.id]
+
+
+def test_fresh_runs_are_not_stale(settings, store):
+    engine.open_slot(settings, store, "morning", MORNING)
+    assert engine.stale_runs(settings, store, datetime.now(UTC)) == []

@@ -15,6 +15,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("edition_runs") as batch:
         batch.add_column(sa.Column("layout", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("requeued_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "edition_schedules",
         sa.Column("edition", sa.String(length=64), nullable=False),
@@ -35,6 +36,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("edition_runs") as batch:
+        batch.drop_column("requeued_at")
         batch.drop_column("layout")
     op.drop_table("scheduler_state")
     op.drop_table("edition_schedules")
