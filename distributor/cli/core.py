@@ -28,6 +28,8 @@ app = typer.Typer(
     help="Newsletter and Telegram distribution bot for news sites.",
     no_args_is_help=True,
     add_completion=False,
+    # Rich tracebacks print local variables, which can hold secrets (SMTP_URL, tokens).
+    pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -72,6 +74,13 @@ def open_store(migrate: bool = False) -> Store:
     elif not store.is_initialised():
         typer.echo(
             f"the database {store.describe()} has no schema yet: run `distributor init` first", err=True
+        )
+        raise typer.Exit(2)
+    elif store.current_revision() != store.head_revision():
+        typer.echo(
+            f"the database {store.describe()} is at schema {store.current_revision() or 'none'}, this "
+            f"version needs {store.head_revision()}: run `distributor init` to upgrade it",
+            err=True,
         )
         raise typer.Exit(2)
     return store

@@ -35,9 +35,14 @@ def preview(
     edition: str = typer.Argument(..., help="Edition name from the config, e.g. morning."),
     at: Optional[str] = typer.Option(None, "--at", help="End of the window (ISO 8601 or an age like 2h; default now)."),
     subscriber: Optional[str] = typer.Option(None, "--subscriber", help="Render the variant (sections, name, links) of this subscriber."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for email.html, email.txt, email.eml (default: var/preview)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for email.html, email.txt, email.eml, telegram.json (default: var/preview)."),
 ) -> None:
-    """Write an issue as email.html, email.txt and email.eml; sends nothing."""
+    """Write an issue as email.html, email.txt, email.eml and telegram.json; sends nothing.
+
+    telegram.json lists, in order, the Bot API calls (`{"method", "params"}`) the digest
+    would make to every channel that takes this edition.
+    """
+    from distributor.delivery.telegram import preview_calls
     from distributor import subscribers
     from distributor.render.email import Recipient, fill_html, fill_text, render_variant
     from distributor.runs import previous_run_end
@@ -71,6 +76,7 @@ def preview(
         "email.html": fill_html(variant, recipient).encode("utf-8"),
         "email.txt": fill_text(variant, recipient).encode("utf-8"),
         "email.eml": variant.message(recipient or Recipient(email=PREVIEW_ADDRESS)),
+        "telegram.json": (json.dumps(preview_calls(s, issue), indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
     }
     for name, data in files.items():
         (folder / name).write_bytes(data)
@@ -93,7 +99,8 @@ def send(
     force: bool = typer.Option(False, "--force", help="Send again as a further run even if this slot was sent."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's counts as JSON."),
 ) -> None:
-    """Send an edition's issue for one slot, here and now (SMTP, or the outbox with no SMTP_URL).
+    """Send an edition's issue for one slot, here and now: email (SMTP, or the outbox with
+    no SMTP_URL) and a digest post to every Telegram channel that takes this edition.
 
     The slot is the edition's latest scheduled time at or before --at (its live
     schedule, as `schedule list` shows it), so `send morning` at 10:00 sends the 07:00
@@ -103,6 +110,7 @@ def send(
     from distributor import engine, schedules
     from distributor.channels.mail import outbox_email_dir
     from distributor.delivery.email import dispatch_run
+    from distributor.delivery.telegram import post_run
     from distributor.runs import delivery_counts, get_run
 
     s = settings()
@@ -133,16 +141,24 @@ def send(
         return
     engine.mark_sending(store, run.id)
     report = dispatch_run(s, store, run.id)
+    posts = post_run(s, store, run.id)
     engine.finish_if_done(store, run.id)
     status = get_run(store, run.id).status
     if as_json:
-        typer.echo(json.dumps({"run": run.id, "edition": edition, "slot": slot.isoformat(), "status": status, "sent_now": True, **dict(report)}))
+        typer.echo(
+            json.dumps(
+                {"run": run.id, "edition": edition, "slot": slot.isoformat(), "status": status, "sent_now": True, **dict(report),
+                 "telegram": [p.line() for p in posts]}
+            )
+        )
         return
     typer.echo(f"{edition} {when}: run #{run.id} ({len(prepared.run.article_keys)} article(s)), {status}")
     typer.echo(
         f"email: queued {report.queued}, sent {report.sent}, deferred {report.deferred}, "
         f"failed {report.failed}, suppressed {report.suppressed}"
     )
+    for post in posts:
+        typer.echo(f"telegram: {post.line()}")
     if s.env.smtp_url is None:
         typer.echo(f"outbox (no SMTP_URL): {outbox_email_dir(s).resolve()}")
     if report.deferred:

@@ -95,6 +95,13 @@ class Store:
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision() or ""
 
+    def current_revision(self) -> str:
+        """The schema revision the database is at ("" when it has none)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision() or ""
+
     def is_initialised(self) -> bool:
         return inspect(self.engine).has_table("articles")
 

@@ -145,3 +145,23 @@ def test_main_job_once_from_the_console_script(tmp_path):
     )
     assert again.returncode == 0 and "run #" not in again.stdout
     assert sorted((tmp_path / "var" / "outbox" / "email").glob("*.eml")) == emails
+
+
+def test_preview_writes_email_and_telegram_calls_and_send_posts_digests(cli, tmp_path):
+    cli("init")
+    cli("ingest")
+    cli("subscribers", "add", "reader@example.com", "--confirmed")
+    out = tmp_path / "preview"
+    cli("preview", "morning", "--out", str(out))
+    assert sorted(p.name for p in out.iterdir()) == ["email.eml", "email.html", "email.txt", "telegram.json"]
+    calls = json.loads((out / "telegram.json").read_text(encoding="utf-8"))
+    assert calls and all(set(c) == {"method", "params"} for c in calls)
+    assert {c["params"]["chat_id"] for c in calls} == {"@newsarena"}  # main takes morning; sports does not
+    assert not list((tmp_path / "var" / "outbox").glob("**/*.eml")), "preview sends nothing"
+
+    sent = cli("send", "morning", "--force").stdout
+    assert "email: queued 0, sent 1" in sent and "telegram: main" in sent
+    posts = [json.loads(p.read_text(encoding="utf-8")) for p in (tmp_path / "var" / "outbox" / "telegram").glob("*.json")]
+    assert any(p["params"]["chat_id"] == "@newsarena" for p in posts)
+    again = cli("send", "morning").stdout
+    assert "already done" in again and "nothing sent" in again
