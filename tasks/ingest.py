@@ -22,6 +22,11 @@ def poll_source(name: str) -> dict:
     return {"source": name, "new": len(report.new), "updated": len(report.updated), "error": report.error}
 
 
+def queue_after_ingest(report) -> None:  # noqa: ANN001 - an IngestReport
+    """The web app's hook: queue Telegram work for what a webhook stored."""
+    after_ingest(report.as_dict())
+
+
 def after_ingest(report: dict) -> None:
     """Queue Telegram work for what an ingest stored (webhook and polls alike)."""
     from tasks.telegram import post_articles, update_articles

@@ -58,7 +58,9 @@ def _serve_web(host: str, port: int) -> None:
     import uvicorn
 
     from distributor.web.app import create_app
+    from tasks.ingest import queue_after_ingest
     from tasks.runtime import context
 
     settings, store = context()
-    uvicorn.run(create_app(settings, store), host=host, port=port, log_level="warning")
+    app_ = create_app(settings, store, on_ingested=queue_after_ingest)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")

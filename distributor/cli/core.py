@@ -256,13 +256,17 @@ def web(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
 ) -> None:
-    """Serve the HTTP app: CMS webhook and health check."""
+    """Serve the HTTP app: webhooks, subscriber pages, archive, click links, operator API."""
     import uvicorn
 
     from distributor.web.app import create_app
 
     s = settings()
-    uvicorn.run(create_app(s, open_store()), host=host, port=port, log_level="warning")
+    hook = None
+    if s.redis_url:
+        # With a broker, instant posts after a webhook go to the telegram queue's workers.
+        from tasks.ingest import queue_after_ingest as hook
+    uvicorn.run(create_app(s, open_store(), on_ingested=hook), host=host, port=port, log_level="warning")
 
 
 def main() -> None:

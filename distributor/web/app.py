@@ -8,11 +8,13 @@ dependencies through `distributor.web.deps` rather than through globals.
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from distributor.ingest.pipeline import IngestReport
 from distributor.settings import Settings
 from distributor.store import Store
 from distributor.web import operator, public, signals, webhooks
@@ -21,11 +23,21 @@ from distributor.web.deps import StoreDep
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, store: Store) -> FastAPI:
-    """A FastAPI app serving the site's endpoints over `store`."""
+def create_app(
+    settings: Settings,
+    store: Store,
+    *,
+    on_ingested: Callable[[IngestReport], None] | None = None,
+) -> FastAPI:
+    """A FastAPI app serving the site's endpoints over `store`.
+
+    `on_ingested(report)` runs after a webhook stored new or updated articles; the
+    default posts them to instant Telegram channels in this process.
+    """
     app = FastAPI(title=f"{settings.site.name} distributor", version="0.1.0")
     app.state.settings = settings
     app.state.store = store
+    app.state.on_ingested = on_ingested or (lambda report: webhooks.post_to_channels(settings, store, report))
 
     @app.get("/healthz")
     def healthz(store: StoreDep) -> JSONResponse:

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from distributor.articles import Article
@@ -94,8 +95,8 @@ def _outcomes(articles: Sequence[Article], report: IngestReport) -> list[dict]:
 
 def ingest_items(
     settings: Settings, store: Store, items: Sequence[object], now: datetime
-) -> tuple[list[dict], list[dict]]:
-    """Normalise each item on its own, store the good ones: (results, rejected)."""
+) -> tuple[list[dict], list[dict], IngestReport]:
+    """Normalise each item on its own, store the good ones: (results, rejected, report)."""
     articles: list[Article] = []
     rejected: list[dict] = []
     for index, item in enumerate(items):
@@ -118,7 +119,21 @@ def ingest_items(
     for reason in report.rejected:
         log.warning("webhook item rejected: %s", reason)
     log.info("webhook: %s", report.summary())
-    return _outcomes(articles, report), rejected
+    return _outcomes(articles, report), rejected, report
+
+
+def post_to_channels(settings: Settings, store: Store, report: IngestReport) -> None:
+    """The default reaction to a webhook ingest: instant Telegram posts and edits, here.
+
+    `distributor web` and `distributor run` replace it with one that queues the same
+    work on the Celery broker (see `create_app(on_ingested=...)`).
+    """
+    from distributor.delivery import telegram as telegram_delivery
+
+    if report.new:
+        telegram_delivery.post_new_articles(settings, store, [a.key for a in report.new])
+    if report.updated:
+        telegram_delivery.update_posted_articles(settings, store, [a.key for a in report.updated])
 
 
 @router.post("/webhooks/articles")
@@ -159,9 +174,15 @@ async def receive_articles(
         log.warning("webhook refused: replay of an accepted request")
         return _error(409, "replay of an already accepted request")
     try:
-        results, rejected = await run_in_threadpool(ingest_items, settings, store, items, now)
+        results, rejected, report = await run_in_threadpool(ingest_items, settings, store, items, now)
     except Exception:
         await run_in_threadpool(release_receipt, store, signature)
         raise
     status = 200 if results else 422
-    return JSONResponse({"results": results, "rejected": rejected}, status_code=status)
+    # New and corrected articles reach instant channels at once, after the CMS has its
+    # answer: the hook runs as a background task of this response.
+    background = None
+    hook = getattr(request.app.state, "on_ingested", None)
+    if hook is not None and (report.new or report.updated):
+        background = BackgroundTask(hook, report)
+    return JSONResponse({"results": results, "rejected": rejected}, status_code=status, background=background)

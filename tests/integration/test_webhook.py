@@ -273,3 +273,35 @@ def test_bad_json_is_400(client, store, body, reason):
     response = post(client, body)
     assert (response.status_code, response.json()) == (400, {"error": reason})
     assert receipts(store) == []
+
+
+def test_webhook_ingest_reaches_instant_channels(settings, store, tmp_path):
+    """New articles pushed by the CMS are posted to instant channels (outbox here) at once."""
+    seen = []
+    with serve(create_app(settings, store, on_ingested=seen.append)) as client:
+        payload = {"url": "https://www.newsarenaindia.com/sports/hook-test", "title": "Hook test", "section": "sports"}
+        assert post(client, encode(payload)).status_code == 200
+        assert post(client, encode({**payload, "title": "Hook test"}), timestamp=int(time.time()) + 1).status_code == 200
+    # The second push is unchanged: the hook ran for the first only.
+    assert [[a.key for a in r.new] for r in seen] == [["https://www.newsarenaindia.com/sports/hook-test"]]
+
+
+def test_default_hook_posts_to_the_telegram_outbox(settings, store):
+    from datetime import datetime, timezone
+
+    from distributor.settings import Settings
+
+    # Without quiet hours, so the post goes out whatever the hour of the test run.
+    channels = {name: c.model_copy(update={"quiet_hours": ""}) for name, c in settings.channels.items()}
+    settings = Settings(settings.file.model_copy(update={"channels": channels}), settings.env, settings.config_path)
+    with serve(create_app(settings, store)) as client:
+        payload = {
+            "url": "https://www.newsarenaindia.com/sports/outbox-test",
+            "title": "Outbox test",
+            "section": "sports",
+            "published_at": datetime.now(timezone.utc).isoformat(),
+        }
+        assert post(client, encode(payload)).status_code == 200
+    outbox = settings.outbox_dir / "telegram"
+    posted = [json.loads(p.read_text(encoding="utf-8")) for p in outbox.glob("*.json")]
+    assert {p["params"]["chat_id"] for p in posted} == {"@newsarena", "@newsarena_sports"}
