@@ -435,6 +435,7 @@ class _Job:
     name: str
     subscriber_status: str
     last_reply: str
+    text_only: bool = False  # the reader chose the text format
     rendered: object = None
     result: Decision | None = field(default=None)
 
@@ -455,7 +456,7 @@ def _claimed(store: Store, run_id: int, first_id: int, last_id: int, token: str,
         rows = session.execute(
             select(
                 _D.c.id, _D.c.subscriber_id, _D.c.variant, _D.c.attempts, _D.c.deadline, _D.c.created_at,
-                _D.c.reply, _S.c.email, _S.c.name, _S.c.status,
+                _D.c.reply, _S.c.email, _S.c.name, _S.c.status, _S.c.format,
             )
             .join(_S, _S.c.id == _D.c.subscriber_id)
             .where(
@@ -477,6 +478,7 @@ def _claimed(store: Store, run_id: int, first_id: int, last_id: int, token: str,
             name=r.name or "",
             subscriber_status=r.status,
             last_reply=r.reply or "",
+            text_only=r.format == "text",
         )
         for r in rows
     ]
@@ -602,7 +604,7 @@ def _send(
                     # message_id left empty: the renderer derives it from the run and the
                     # address, so a retried message keeps its Message-ID.
                 )
-                data = job.rendered.message(recipient)  # type: ignore[attr-defined]
+                data = job.rendered.message(recipient, text_only=job.text_only)  # type: ignore[attr-defined]
             except Exception as exc:  # noqa: BLE001 - one bad address must not stop the batch
                 log.exception("could not build a message", extra={"run": run.id, "subscriber": job.subscriber_id})
                 job.result = Decision("failed", f"not sent: could not build the message: {type(exc).__name__}: {exc}"[:REPLY_MAX_CHARS])

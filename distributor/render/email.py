@@ -134,16 +134,21 @@ class RenderedVariant:
     count: int  # articles in this variant (0: nothing for these sections, do not send)
     run_id: int | None = None
     _splice: _Splice = field(default=_Splice(()), repr=False, compare=False)
+    # The same message as text/plain only, for readers who chose the text format.
+    _text_splice: _Splice = field(default=_Splice(()), repr=False, compare=False)
     _html_parts: _TextParts = field(default=_TextParts(()), repr=False, compare=False)
     _text_parts: _TextParts = field(default=_TextParts(()), repr=False, compare=False)
     _personal: _Personaliser | None = field(default=None, repr=False, compare=False)
 
-    def message(self, recipient: Recipient) -> bytes:
+    def message(self, recipient: Recipient, *, text_only: bool = False) -> bytes:
         """The complete RFC 5322 message for one recipient, CRLF line ends (DKIM-signed
-        when configured). Cheap: encodes the recipient's values and joins bytes."""
+        when configured). Cheap: encodes the recipient's values and joins bytes.
+
+        `text_only`: a single text/plain part, for readers whose format is "text".
+        """
         assert self._personal is not None
         values = self._personal.values(recipient)
-        message = self._splice.join(values)
+        message = (self._text_splice if text_only else self._splice).join(values)
         return self._personal.sign(message) if self._personal.sign else message
 
 
@@ -447,6 +452,24 @@ def _mime(headers: list[bytes | str], text: _TextParts, html: _TextParts, bounda
         *_body_parts("h", html),
         b"\r\n--" + b + b"--\r\n",
     ]
+    return _merged(parts)
+
+
+def _mime_text(headers: list[bytes | str], text: _TextParts) -> _Splice:
+    """A single text/plain part (UTF-8 quoted-printable), for text-format readers."""
+    parts: list[bytes | str] = [
+        *headers,
+        b"MIME-Version: 1.0\r\n",
+        b'Content-Type: text/plain; charset="utf-8"\r\n',
+        b"Content-Transfer-Encoding: quoted-printable\r\n",
+        b"\r\n",
+        *_body_parts("t", text),
+    ]
+    return _merged(parts)
+
+
+def _merged(parts: Sequence[bytes | str]) -> _Splice:
+    """Adjacent literal segments joined, so a message is few joins."""
     merged: list[bytes | str] = []
     for part in parts:
         if isinstance(part, bytes) and merged and isinstance(merged[-1], bytes):
@@ -679,6 +702,7 @@ def render_variant(
         count=len(articles),
         run_id=run_id,
         _splice=_mime(headers, text_parts, html_parts, boundary),
+        _text_splice=_mime_text(headers, text_parts),
         _html_parts=html_parts,
         _text_parts=text_parts,
         _personal=_Personaliser(settings, message_id_prefix=f"{prefix}.{edition.name}", sign=dkim_signer(settings)),

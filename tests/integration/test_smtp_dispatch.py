@@ -606,3 +606,24 @@ def test_preview_writes_files_and_send_sends_a_slot_once(tmp_path, monkeypatch, 
     assert json.loads(out)["run"] == 2 and json.loads(out)["sent"] == 4
     assert sorted(smtp_server.recipients()) == sorted((everyone + sports) * 2)
     store.dispose()
+
+
+def test_text_format_readers_get_a_single_text_part(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    [html_reader] = add_subscribers(smtp_settings, store, 1)
+    [text_reader] = add_subscribers(smtp_settings, store, 1, domain="text.example.com", format="text")
+    run = open_run(smtp_settings, store)
+    dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+    assert_each_once(smtp_server, [html_reader, text_reader])
+    plain: EmailMessage = smtp_server.received_by(text_reader)[0].message
+    rich: EmailMessage = smtp_server.received_by(html_reader)[0].message
+    assert plain.get_content_type() == "text/plain" and not plain.is_multipart()
+    assert rich.get_content_type() == "multipart/alternative"
+    # Same words (apart from each reader's own signed links), only the HTML part missing.
+    import re
+
+    def words(text: str) -> str:
+        return re.sub(r"/(unsubscribe|preferences)/[\w.-]+", "/<token>", text)
+
+    assert words(plain.get_content()) == words(rich.get_body(("plain",)).get_content())
+    assert plain["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" and "/unsubscribe/" in plain["List-Unsubscribe"]
