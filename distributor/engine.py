@@ -250,4 +250,18 @@ def finish_if_done(store: Store, run_id: int) -> bool:
             return False
         row.status = "sent"
         row.finished_at = utcnow()
-        return True
+        edition, slot = row.edition, row.slot
+    # The run's summary line: what operators grep for after each issue.
+    from distributor.runs import delivery_counts, telegram_counts
+
+    log.info(
+        "edition run finished",
+        extra={
+            "run": run_id,
+            "edition": edition,
+            "slot": slot.isoformat(),
+            **delivery_counts(store, run_id),
+            "telegram": telegram_counts(store, run_id),
+        },
+    )
+    return True
