@@ -130,7 +130,16 @@ def stale_runs(settings: Settings, store: Store, now: datetime) -> list[int]:
     idle_posts = exists().where(
         TelegramPostRow.run_id == EditionRunRow.id, TelegramPostRow.status == "pending", TelegramPostRow.created_at < cutoff
     )
-    lost_build = and_(EditionRunRow.status == "building", EditionRunRow.created_at < cutoff)
+    # A run still building after a tick was opened without a task (the operator API's
+    # run-now) or lost its task: the first pick-up is immediate, later ones periodic.
+    tick_ago = now - timedelta(seconds=settings.file.scheduler.tick_seconds)
+    lost_build = and_(
+        EditionRunRow.status == "building",
+        or_(
+            and_(EditionRunRow.requeued_at.is_(None), EditionRunRow.created_at < tick_ago),
+            EditionRunRow.created_at < cutoff,
+        ),
+    )
     sending_idle = and_(EditionRunRow.status.in_(("ready", "sending")), EditionRunRow.created_at < cutoff, or_(idle_email, idle_posts))
     claimed: list[int] = []
     with store.session() as session:

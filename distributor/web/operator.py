@@ -93,7 +93,8 @@ def reset_schedule(edition: str, request: Request) -> dict:
 
 @router.post("/schedules/{edition}/run-now", status_code=202, dependencies=[Depends(require_operator)])
 def run_now(edition: str, request: Request, force: bool = False) -> dict:
-    """Open a run for this minute; the scheduler's next tick builds and sends it."""
+    """Open a run for this minute; the scheduler's next tick (or the one after) builds and
+    sends it: the web process never talks to the broker itself."""
     settings, store = _context(request)
     if edition not in settings.editions:
         raise HTTPException(404, f"unknown edition {edition!r}")

@@ -162,3 +162,11 @@ def test_stalled_runs_are_requeued_once_per_period(settings, store):
 def test_fresh_runs_are_not_stale(settings, store):
     engine.open_slot(settings, store, "morning", MORNING)
     assert engine.stale_runs(settings, store, datetime.now(UTC)) == []
+
+
+def test_run_opened_without_a_task_is_picked_up_by_the_next_tick(settings, store):
+    now = datetime.now(UTC)
+    run, _ = engine.run_now(settings, store, "morning", now)  # as the operator API does
+    assert engine.stale_runs(settings, store, now + timedelta(seconds=5)) == []
+    assert engine.stale_runs(settings, store, now + timedelta(seconds=31)) == [run.id]
+    assert engine.stale_runs(settings, store, now + timedelta(seconds=61)) == []
