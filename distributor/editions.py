@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from croniter import croniter
 
+from distributor import trending
 from distributor.articles import Article, Section
 from distributor.settings import EditionConfig, Settings
 from distributor.store import Store
-from distributor.store.articles import articles_in_window, pins as stored_pins
+from distributor.store.articles import articles_in_window
 
 # A "since_last" edition with no previous issue looks back this far, so its first issue
 # is a normal day's worth rather than the whole archive.
@@ -181,15 +182,23 @@ def assemble(
     pins: Sequence[str] = (),
     section_limits: dict[str, int] | None = None,
     fallback: str | None = None,
+    scores: Mapping[str, float] | None = None,
+    min_score: float = 0.0,
 ) -> Edition:
     """Group the window's articles: Trending first, then sections in configured order.
 
     Rules: only articles published or significantly updated inside the window; each
     article at most once (Trending wins); sections in the given order, empty ones left
     out; newest first inside a group, ties broken by key; pinned articles lead Trending
-    in pin order, then feed-flagged ones; per-section limits, then the edition's
-    max_articles over the whole issue in reading order. An article whose section is no
-    longer configured is shown under `fallback` (default: the first section), never dropped.
+    in pin order; per-section limits, then the edition's max_articles over the whole
+    issue in reading order. An article whose section is no longer configured is shown
+    under `fallback` (default: the first section), never dropped.
+
+    After the pins, Trending takes: without `scores`, the feed-flagged articles, newest
+    first; with `scores` (article key -> points now, the editor flag already counted in),
+    the articles scoring above zero and at least `min_score`, best first, ties by key.
+    Either way at most the edition's trending_limit. A `kind = "trending"` edition is its
+    Trending group alone (no sections, nothing counted as omitted).
     """
     limits = section_limits or {}
     known = {s.slug for s in sections}
@@ -206,10 +215,22 @@ def assemble(
         (a for a in ordered if _is_pinned(a, pins) is not None),
         key=lambda a: _is_pinned(a, pins),  # type: ignore[arg-type, return-value]
     )
-    flagged = [a for a in ordered if a.trending and _is_pinned(a, pins) is None]
-    trending = tuple((pinned + flagged)[: min(config.trending_limit, budget)])
+    if scores is None:
+        rest = [a for a in ordered if a.trending and _is_pinned(a, pins) is None]
+    else:
+        rest = sorted(
+            (
+                a
+                for a in ordered
+                if _is_pinned(a, pins) is None and scores.get(a.key, 0.0) > 0 and scores.get(a.key, 0.0) >= min_score
+            ),
+            key=lambda a: (-scores[a.key], a.key),
+        )
+    trending = tuple((pinned + rest)[: min(config.trending_limit, budget)])
     budget -= len(trending)
     shown = {a.key for a in trending}
+    if config.kind == "trending":
+        return Edition(name=name, label=config.label, window=window, trending=trending, groups=(), omitted=0)
 
     def home(article: Article) -> str | None:
         return article.section if article.section in known else fallback
@@ -272,17 +293,25 @@ def build_edition(
     at: datetime,
     previous_end: datetime | None = None,
 ) -> Edition:
-    """The issue of edition `name` whose window ends at `at` (read from the store)."""
+    """The issue of edition `name` whose window ends at `at` (read from the store).
+
+    Trending is ranked by the trending scores at `at` (signals decayed to that time, the
+    editor flag included), pins first; see distributor.trending.
+    """
     config = edition_config(settings, name)
     window = window_for(config, at, previous_end=previous_end)
-    pins = list(settings.file.trending.pins) + [p for p in stored_pins(store) if p not in settings.file.trending.pins]
+    candidates = articles_in_window(store, window.start, window.end)
+    pins = [target for target, _ in trending.pins_in_force(settings, store)]
+    scores = trending.edition_scores(settings, store, candidates, at=at) if config.trending_limit else {}
     return assemble(
         name,
         config,
         site_sections(settings),
-        articles_in_window(store, window.start, window.end),
+        candidates,
         window,
         pins=pins,
         section_limits={s.slug: s.limit for s in settings.sections},
         fallback=settings.site.fallback_section,
+        scores=scores,
+        min_score=settings.file.trending.min_score,
     )
