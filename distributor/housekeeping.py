@@ -19,7 +19,8 @@ OUTBOX_MAX_AGE = timedelta(days=7)
 
 
 def sweep(settings: Settings, store: Store, now: datetime) -> dict:
-    """Drop webhook receipts past the replay window and outbox files older than a week."""
+    """Drop webhook receipts past the replay window, outbox files older than a week,
+    expired waiting page views and trending score generations nobody reads."""
     cutoff = now - timedelta(seconds=settings.file.webhook.max_age_seconds * 2)
     with store.session() as session:
         receipts = session.execute(delete(WebhookReceiptRow).where(WebhookReceiptRow.received_at < cutoff)).rowcount
@@ -30,5 +31,8 @@ def sweep(settings: Settings, store: Store, now: datetime) -> dict:
             if path.is_file() and path.stat().st_mtime < oldest:
                 os.unlink(path)
                 removed += 1
+    from distributor import trending
+
+    trending.housekeeping(settings, store, now=now)
     log.info("housekeeping", extra={"receipts": receipts, "outbox_files": removed})
     return {"webhook_receipts": receipts, "outbox_files": removed}

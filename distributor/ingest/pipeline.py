@@ -100,7 +100,22 @@ def store_articles(
             report.updated.append(article)
         else:
             report.unchanged += 1
+    if report.new or report.updated:
+        _apply_waiting_views(settings, store, report.new + report.updated)
     return report
+
+
+def _apply_waiting_views(settings: Settings, store: Store, articles: Sequence[Article]) -> None:
+    """Page views the site pushed before we knew these URLs now count for them.
+
+    Trending is soft data: a failure here is logged and never fails the ingest.
+    """
+    from distributor import trending
+
+    try:
+        trending.apply_pending_views(settings, store, articles)
+    except Exception:  # noqa: BLE001
+        log.exception("could not apply waiting page views")
 
 
 def _load_validators(store: Store, location: str) -> Validators:

@@ -38,9 +38,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import jinja2
 import premailer
 
+from distributor.articles import Article
 from distributor.editions import Edition
 from distributor.errors import ConfigError, DistributorError
 from distributor.settings import ADDR_SPEC, PROJECT_ROOT, Settings, check_mailbox
+from distributor.trending import tracked_url
 
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
 
@@ -650,6 +652,11 @@ def render_variant(
     def link(url: str) -> str:
         return add_utm(url if is_web_url(url) else home, params)
 
+    def article_link(article: Article) -> str:
+        # Through /c/{token} when click tracking is on: the token names the article, run
+        # and channel, nothing personal, so it is the same for every reader of a variant.
+        return tracked_url(settings, article, run_id=run_id, channel="email", target=link(article.url))
+
     slots = _Slots(settings, "digest", edition.name, edition.window.start, edition.window.end, key, run_id)
     articles = variant.articles
     top = articles[0] if articles else None
@@ -659,6 +666,7 @@ def render_variant(
         "issued": issued,
         "archive_url": f"{settings.public_base_url}/archive/{run_id}" if run_id is not None else None,
         "link": link,
+        "article_link": article_link,
         "section_labels": {s.slug: s.label for s in settings.sections},
         "image_width": cfg.image_width,
         "image_height": cfg.image_height,

@@ -224,6 +224,16 @@ def test_views_for_unknown_urls_wait_and_count_when_the_article_arrives(settings
     assert tally.views == 40 and tally.score == pytest.approx(40 * 0.1 * 0.5, rel=1e-9)
 
 
+def test_ingest_applies_waiting_views_by_itself(settings, store):
+    from distributor.ingest.pipeline import IngestReport, store_articles
+
+    url = "https://www.newsarenaindia.com/nation/pushed-before-polled"
+    t.record_pageviews(settings, store, [t.PageViews(url, 25, EVENING)], now=EVENING)
+    report = store_articles(settings, store, [Article("pushed", url, "Pushed early", "nation", EVENING)], IngestReport("test"))
+    assert [a.key for a in report.new] == ["pushed"]
+    assert t.scorer_for(settings, store).scores(["pushed"], EVENING)["pushed"].views == 25
+
+
 def test_ranking_applies_waiting_views_on_its_own(settings, store):
     url = "https://www.newsarenaindia.com/sports/final"
     t.record_pageviews(settings, store, [t.PageViews(url, 100, EVENING)], now=EVENING)

@@ -472,13 +472,35 @@ def test_add_utm_replaces_ours_and_keeps_the_rest():
     assert add_utm(f"{SITE}/a?x=1", ()) == f"{SITE}/a?x=1"
 
 
-def test_html_and_text_carry_the_same_tracked_links(variant):
+def test_html_and_text_carry_the_same_utm_links_without_click_tracking(settings):
+    from distributor.settings import Settings, TrendingConfig
+
+    untracked = Settings(
+        settings.file.model_copy(update={"trending": settings.file.trending.model_copy(update={"click_tracking": False})}),
+        settings.env,
+        settings.config_path,
+    )
+    assert isinstance(untracked.file.trending, TrendingConfig)
+    variant = render_variant(untracked, fixture_edition(), sections=None, run_id=1234, now=NOW)
     html, text = fill_html(variant, ASHA), fill_text(variant, ASHA)
     in_html = {u.replace("&amp;", "&") for u in re.findall(r'href="(https://www\.newsarenaindia\.com[^"]*)"', html)}
     in_text = set(re.findall(r"https://www\.newsarenaindia\.com\S*", text))
     assert in_html == in_text
     assert all("utm_source=newsletter&utm_medium=email&utm_campaign=morning" in u for u in in_html)
     assert f"{SITE}/economy/sensex-snaps-losing-streak?ref=home&utm_content=top&utm_source=newsletter" in text
+
+
+def test_article_links_go_through_click_tracking_to_the_utm_target(settings, variant):
+    from distributor.trending import read_click
+
+    html, text = fill_html(variant, ASHA), fill_text(variant, ASHA)
+    tracked = re.findall(r"http://127\.0\.0\.1:8000/c/([\w.-]+)", text)
+    assert tracked and set(tracked) == set(re.findall(r'href="http://127\.0\.0\.1:8000/c/([\w.-]+)"', html))
+    clicks = [read_click(settings, token) for token in tracked]
+    assert all(c.run_id == 1234 and c.channel == "email" for c in clicks)
+    assert all("utm_source=newsletter&utm_medium=email&utm_campaign=morning" in c.target for c in clicks)
+    # Nothing personal in a click token: every reader of the variant gets the same links.
+    assert ASHA.email not in " ".join(c.target + c.article_key for c in clicks)
 
 
 # --- identity and config ----------------------------------------------------------------
