@@ -244,12 +244,18 @@ def default_editions(settings: Settings) -> tuple[str, ...]:
     return tuple(name for name, config in settings.editions.items() if config.default)
 
 
+def email_editions(settings: Settings) -> list[str]:
+    """Editions a reader can get by email: digests. A `kind = "trending"` edition is a
+    Telegram "Trending now" post every few hours, not a newsletter."""
+    return [name for name, config in settings.editions.items() if config.kind == "digest"]
+
+
 def check_editions(settings: Settings, value: str | Iterable[str] | None) -> tuple[str, ...] | None:
     """Chosen editions in configured order; None means the config's defaults."""
     chosen = _as_list(value)
     if chosen is None:
         return None
-    known = list(settings.editions)
+    known = email_editions(settings)
     for name in chosen:
         if name.lower() not in known:
             raise InvalidPreference("editions", f"unknown edition {name!r} (editions: {', '.join(known)})")

@@ -322,7 +322,8 @@ def _options(settings: Settings, sections: Any, editions: Any) -> dict:
         "edition_options": [
             _Option(name, config.label, (name in chosen_editions) if chosen_editions is not None else name in defaults)
             for name, config in settings.editions.items()
-            if not config.paused or (chosen_editions is not None and name in chosen_editions)
+            if config.kind == "digest"
+            and (not config.paused or (chosen_editions is not None and name in chosen_editions))
         ],
         "local_time": any(config.local_time for config in settings.editions.values()),
     }

@@ -423,3 +423,12 @@ def test_cli_import_export_list(cli, tmp_path):
     bad.write_text("email\nnope\n", encoding="utf-8")
     cli("subscribers", "import", str(bad), code=1)
     cli("subscribers", "import", str(tmp_path / "missing.csv"), code=1)
+
+
+def test_trending_kind_editions_are_not_offered_by_email(settings, store):
+    from distributor.subscribers import InvalidPreference, check_editions, email_editions
+
+    assert "trending" in settings.editions and "trending" not in email_editions(settings)
+    assert check_editions(settings, ["morning", "weekly"]) == ("morning", "weekly")
+    with pytest.raises(InvalidPreference, match="unknown edition 'trending'"):
+        check_editions(settings, ["trending"])
