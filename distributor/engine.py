@@ -234,6 +234,18 @@ def mark_sending(store: Store, run_id: int) -> None:
             row.status = "sending"
 
 
+def finish_settled_runs(store: Store) -> list[int]:
+    """Close every sending run whose deliveries and posts have all settled; their ids.
+
+    A run's last delivery may be settled by a retry pass rather than by the run's own
+    batch or post task (which call finish_if_done themselves); the retry tasks call this.
+    Only "sending" runs: a "ready" one may still be writing its deliveries.
+    """
+    with store.session() as session:
+        open_runs = session.scalars(select(EditionRunRow.id).where(EditionRunRow.status == "sending")).all()
+    return [run_id for run_id in open_runs if finish_if_done(store, run_id)]
+
+
 # Delivery and post states after which nothing more will happen without an operator.
 _SETTLED_EMAIL = ("sent", "failed", "suppressed")
 _SETTLED_TELEGRAM = ("sent", "failed", "unknown", "skipped")

@@ -210,6 +210,28 @@ class SchedulerConfig(_Strict):
     stale_after_seconds: int = Field(default=300, ge=5, le=24 * 3600)
 
 
+class CeleryConfig(_Strict):
+    """The task queue's reliability timing. (Issue 5: engine.)"""
+
+    # Longest wait Celery puts between retries of a failed task (the backoff doubles
+    # from 5 s up to this).
+    retry_backoff_max_seconds: int = Field(default=1800, ge=1, le=24 * 3600)
+    # Redis hands a task that was taken but never acknowledged (its worker was killed)
+    # to another worker after this many seconds. It must be longer than any task runs
+    # and than any retry countdown, or a waiting or running task would run twice.
+    visibility_timeout_seconds: int = Field(default=7200, ge=5, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _visibility_exceeds_countdown(self) -> "CeleryConfig":
+        if self.visibility_timeout_seconds <= self.retry_backoff_max_seconds:
+            raise ValueError(
+                f"visibility_timeout_seconds ({self.visibility_timeout_seconds}) must exceed "
+                f"retry_backoff_max_seconds ({self.retry_backoff_max_seconds}): Redis would hand a task "
+                "waiting for its retry to a second worker"
+            )
+        return self
+
+
 @dataclass(frozen=True, slots=True)
 class DailyRange:
     """A range of local clock times, e.g. 23:00-07:00 (start included, end excluded).
@@ -372,6 +394,23 @@ class EmailConfig(_Strict):
     dkim_selector: str = ""
     dkim_domain: str = ""
     dkim_private_key_file: str = ""
+    # --- issue 5 (engine): dispatch timing ---
+    # Seconds a delivery may stay claimed ("sending") before it counts as abandoned by a
+    # crashed worker and may be claimed and sent again. Must exceed the longest batch
+    # (1,000 messages at a slow relay's 5/s is 200 s), or a live batch is sent twice.
+    claim_timeout_seconds: int = Field(default=900, ge=1, le=24 * 3600)
+    # A deferred delivery's first retry waits this long; each further failure doubles
+    # the wait, up to retry_max_seconds (and never past the delivery's deadline).
+    retry_first_seconds: int = Field(default=300, ge=1, le=24 * 3600)
+    retry_max_seconds: int = Field(default=7200, ge=1, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> "EmailConfig":
+        if self.retry_max_seconds < self.retry_first_seconds:
+            raise ValueError(
+                f"retry_max_seconds ({self.retry_max_seconds}) is less than retry_first_seconds ({self.retry_first_seconds})"
+            )
+        return self
 
     @field_validator("from_address")
     @classmethod
@@ -645,6 +684,7 @@ class FileConfig(_Strict):
     web: WebConfig = WebConfig()
     trending: TrendingConfig = TrendingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    celery: CeleryConfig = CeleryConfig()
     demo: DemoConfig = DemoConfig()
     paths: PathsConfig = PathsConfig()
 

@@ -8,8 +8,6 @@ ledger still sends every message once.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from celery import Celery
 from kombu import Exchange, Queue
 
@@ -18,12 +16,6 @@ from distributor.settings import Settings, load_settings
 # Separate queues so a 100,000-message email fan-out never delays a breaking Telegram
 # post or a feed poll: each gets its own worker slots (`-Q`).
 QUEUES = ("ingest", "editions", "email", "telegram")
-
-# The longest countdown any task schedules (retry backoff cap). Redis redelivers an
-# unacknowledged task after the visibility timeout, so it must be longer than this or
-# a task waiting for its countdown would run twice.
-MAX_COUNTDOWN = timedelta(minutes=30)
-VISIBILITY_TIMEOUT = MAX_COUNTDOWN * 4
 
 ROUTES = {
     "tasks.ingest.*": {"queue": "ingest", "routing_key": "ingest"},
@@ -54,7 +46,7 @@ def make_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         # Sending tasks are long; a worker must not hoard messages another could run.
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": int(VISIBILITY_TIMEOUT.total_seconds())},
+        broker_transport_options=transport_options(settings),
         broker_connection_retry_on_startup=True,
         # Hard and soft limits: a stuck SMTP or Bot API call cannot hold a slot forever.
         task_soft_time_limit=600,
@@ -67,17 +59,38 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
+def transport_options(settings: Settings) -> dict:
+    """Redis transport options: when a task taken by a dead worker goes to another one.
+
+    Redis gives an unacknowledged task to another worker once `[celery]
+    visibility_timeout_seconds` have passed (settings check it exceeds the longest retry
+    countdown, or a task waiting for its retry would run twice). Workers look for such
+    tasks every `unacked_restore_interval` seconds, a tenth of the timeout at most, and
+    scan Redis on every look (kombu's default scans one look in ten: 100 s apart).
+    """
+    visibility = settings.file.celery.visibility_timeout_seconds
+    return {
+        "visibility_timeout": visibility,
+        "unacked_restore_interval": max(1, min(10, visibility // 10)),
+        "unacked_restore_throttle": 1,
+    }
+
+
 def beat_schedule(settings: Settings) -> dict:
     """Fixed heartbeats. Edition times are NOT here: the tick reads them from the database
     each time, which is how operators change schedules without restarting beat."""
     tick = settings.file.scheduler.tick_seconds
     return {
         "scheduler-tick": {"task": "tasks.editions.tick", "schedule": float(tick), "options": {"expires": tick * 2}},
-        "retry-deferred-email": {"task": "tasks.email.retry_deferred", "schedule": 60.0, "options": {"expires": 120}},
+        # Every tick: a deferred delivery goes out within a tick of its retry time, and
+        # claims a crashed worker left are taken over within a tick of their timeout.
+        "retry-deferred-email": {"task": "tasks.email.retry_deferred", "schedule": float(tick), "options": {"expires": tick * 2}},
         "retry-deferred-telegram": {"task": "tasks.telegram.retry_deferred", "schedule": 60.0, "options": {"expires": 120}},
         "telegram-quiet-hours": {"task": "tasks.telegram.flush_quiet_hours", "schedule": 60.0, "options": {"expires": 120}},
         "housekeeping": {"task": "tasks.housekeeping.sweep", "schedule": 3600.0, "options": {"expires": 3600}},
     }
 
 
-app = make_app(load_settings())
+# The settings this process's app was made from (tasks.base reads the retry cap here).
+SETTINGS = load_settings()
+app = make_app(SETTINGS)

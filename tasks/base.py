@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from distributor.errors import TemporaryFailure
+from tasks.app import SETTINGS
 
 # Failures worth retrying with backoff: the database or a remote was briefly away.
 # Anything else is a bug or bad data and is logged, not retried forever.
@@ -13,7 +14,9 @@ TEMPORARY = (TemporaryFailure, OperationalError, DBAPIError, ConnectionError, Ti
 RETRY = {
     "autoretry_for": TEMPORARY,
     "retry_backoff": 5,  # seconds, doubled each attempt
-    "retry_backoff_max": 1800,  # = tasks.app.MAX_COUNTDOWN
+    # Redis's visibility timeout exceeds it (the settings check), so a task waiting
+    # for its retry is never handed to a second worker meanwhile.
+    "retry_backoff_max": SETTINGS.file.celery.retry_backoff_max_seconds,
     "retry_jitter": True,
     "max_retries": 12,
 }

@@ -36,6 +36,7 @@ def build_run(run_id: int) -> dict:
     """Fix the run's issue, then queue its email batches and Telegram digest posts."""
     from distributor import engine
     from distributor.delivery import email as email_delivery
+    from distributor.delivery import telegram as telegram_delivery
     from tasks.email import send_batch
     from tasks.telegram import post_run
 
@@ -43,7 +44,10 @@ def build_run(run_id: int) -> dict:
     prepared = engine.prepare_run(settings, store, run_id)
     if not prepared.ready:
         return {"run": run_id, "ready": False, "reason": prepared.reason}
+    # Every delivery and post is in the ledger before its task is queued: work the broker
+    # loses is then found (engine.stale_runs) and the run cannot close without it.
     batches = email_delivery.create_deliveries(settings, store, run_id)
+    telegram_delivery.queue_run_posts(settings, store, run_id)
     for first_id, last_id in batches:
         send_batch.delay(run_id, first_id, last_id)
     post_run.delay(run_id)

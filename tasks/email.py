@@ -23,8 +23,12 @@ def send_batch(run_id: int, first_id: int, last_id: int) -> dict:
 
 @app.task(name="tasks.email.retry_deferred", **RETRY)
 def retry_deferred() -> dict:
-    """Re-send deferred deliveries whose next attempt has come (beat, every minute)."""
+    """Re-send deferred deliveries whose next attempt has come (beat, every tick)."""
+    from distributor import engine
     from distributor.delivery import email as email_delivery
 
     settings, store = context()
-    return dict(email_delivery.retry_deferred(settings, store, datetime.now(timezone.utc)))
+    report = dict(email_delivery.retry_deferred(settings, store, datetime.now(timezone.utc)))
+    # A retry may settle a run's last delivery: close such runs here.
+    engine.finish_settled_runs(store)
+    return report

@@ -55,10 +55,14 @@ def flush_quiet_hours() -> dict:
 @app.task(name="tasks.telegram.retry_deferred", **RETRY)
 def retry_deferred() -> dict:
     """Send posts deferred by a long flood wait or a temporary failure (beat, every minute)."""
+    from distributor import engine
     from distributor.delivery import telegram as telegram_delivery
 
     settings, store = context()
-    return _summary(telegram_delivery.retry_deferred(settings, store, now=datetime.now(timezone.utc)))
+    result = _summary(telegram_delivery.retry_deferred(settings, store, now=datetime.now(timezone.utc)))
+    # A retry may settle a run's last post: close such runs here.
+    engine.finish_settled_runs(store)
+    return result
 
 
 def _summary(result) -> dict:  # noqa: ANN001 - whatever the delivery layer reports

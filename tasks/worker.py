@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Sequence
 
 from tasks.app import QUEUES, app
@@ -25,6 +26,9 @@ def start_beat(loglevel: str = "INFO", schedule_file: str | None = None) -> None
     """The heartbeat process (blocks). Two of them at once are harmless: runs are unique."""
     argv = ["beat", f"--loglevel={loglevel}"]
     if schedule_file:
+        # Its folder (var/) exists only if something wrote there before: with the
+        # database elsewhere (PostgreSQL, or DATABASE_URL pointing away) nothing has.
+        Path(schedule_file).parent.mkdir(parents=True, exist_ok=True)
         argv.append(f"--schedule={schedule_file}")
     app.start(argv)
 
@@ -41,7 +45,9 @@ def start_all(*, web: tuple[str, int] | None, loglevel: str = "INFO", schedule_f
         threading.Thread(target=_serve_web, args=web, name="web", daemon=True).start()
     # Beat as a thread of this process: the worker's own `beat=True` forks a child
     # process, which cannot reach an in-memory broker.
-    EmbeddedService(app, thread=True, schedule_filename=schedule_file or "var/celerybeat-schedule").start()
+    schedule_file = schedule_file or "var/celerybeat-schedule"
+    Path(schedule_file).parent.mkdir(parents=True, exist_ok=True)
+    EmbeddedService(app, thread=True, schedule_filename=schedule_file).start()
     worker = app.Worker(
         queues=list(QUEUES),
         pool="threads",

@@ -1,9 +1,11 @@
 """What every mail channel takes and gives back, and the factory that picks one.
 
-A channel has one method, `send(envelopes) -> list[SendResult]`: one result per envelope,
-in the same order, classified as sent, temporary or permanent. The caller (the dispatch
-stage) decides what a result means for the ledger and the subscriber; the channel never
-raises for a refused recipient or a lost connection.
+A channel has one method, `send(envelopes, on_result=None) -> list[SendResult]`: one
+result per envelope, in the same order, classified as sent, temporary or permanent, each
+also handed to `on_result` the moment it is known (so the caller can record it at once:
+a crash then leaves next to nothing sent but unrecorded). The caller (the dispatch stage)
+decides what a result means for the ledger and the subscriber; the channel never raises
+for a refused recipient or a lost connection.
 
 Channels: `SmtpChannel` (smtp.py, the only code that touches an SMTP socket) when
 SMTP_URL is set, else `Outbox` (outbox.py, one .eml file per message).
@@ -12,7 +14,7 @@ SMTP_URL is set, else `Outbox` (outbox.py, one .eml file per message).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Literal, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, Protocol
 
 if TYPE_CHECKING:
     from distributor.settings import Settings
@@ -51,14 +53,20 @@ class SendResult:
     reply: str
 
 
+# Called with each envelope's result as soon as it is known.
+ResultHook = Callable[[SendResult], None]
+
+
 class MailChannel(Protocol):
     """The narrow interface the dispatch stage owns; smtp.py and outbox.py implement it."""
 
-    def send(self, envelopes: Iterable[Envelope]) -> list[SendResult]:
+    def send(self, envelopes: Iterable[Envelope], on_result: ResultHook | None = None) -> list[SendResult]:
         """Send each envelope (one connection per call); one result per envelope, in order.
 
         `envelopes` may be a generator, consumed one at a time (a batch's messages are
-        built as they go out, never all held at once)."""
+        built as they go out, never all held at once). `on_result`, when given, is called
+        with each result as soon as it is known, in the calling thread, before the next
+        envelope is taken."""
         ...
 
 

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
-from distributor.channels.mail import Envelope, SendResult
+from distributor.channels.mail import Envelope, ResultHook, SendResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -36,8 +36,9 @@ class Outbox:
     def __repr__(self) -> str:
         return f"Outbox({str(self.directory)!r})"
 
-    def send(self, envelopes: Iterable[Envelope]) -> list[SendResult]:
-        """Write each envelope's message to its file; one result per envelope, in order."""
+    def send(self, envelopes: Iterable[Envelope], on_result: ResultHook | None = None) -> list[SendResult]:
+        """Write each envelope's message to its file; one result per envelope, in order
+        (each also given to `on_result` once its file is written or has failed)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         results = []
         # Temporary names carry process and thread so concurrent writers never collide.
@@ -51,11 +52,10 @@ class Outbox:
                 os.replace(temporary, path)
             except OSError as exc:  # disk full, permissions: retry later, like a busy server
                 temporary.unlink(missing_ok=True)
-                results.append(
-                    SendResult(envelope.ref, envelope.recipient, "temporary", None, f"outbox write failed: {exc.strerror or exc}")
-                )
-                continue
-            results.append(
-                SendResult(ref=envelope.ref, recipient=envelope.recipient, outcome="sent", code=None, reply=f"outbox: {path.name}")
-            )
+                result = SendResult(envelope.ref, envelope.recipient, "temporary", None, f"outbox write failed: {exc.strerror or exc}")
+            else:
+                result = SendResult(ref=envelope.ref, recipient=envelope.recipient, outcome="sent", code=None, reply=f"outbox: {path.name}")
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
         return results

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from distributor.channels.mail import Envelope, Outcome, SendResult
+from distributor.channels.mail import Envelope, Outcome, ResultHook, SendResult
 from distributor.errors import ConfigError
 
 log = logging.getLogger("distributor.channels.smtp")
@@ -172,12 +172,20 @@ class SmtpChannel:
 
     # --- the one I/O method ----------------------------------------------------------
 
-    def send(self, envelopes: Iterable[Envelope]) -> list[SendResult]:
+    def send(self, envelopes: Iterable[Envelope], on_result: ResultHook | None = None) -> list[SendResult]:
         """Send each envelope over one connection; one result per envelope, in order.
 
         `envelopes` may be a generator: each is taken just before it is sent and dropped
-        after, so a call holds one message in memory however many it sends.
+        after, so a call holds one message in memory however many it sends. `on_result`
+        gets each result as soon as the server has answered, before the next envelope.
         """
+        results: list[SendResult] = []
+
+        def done(result: SendResult) -> None:
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+
         pending = iter(envelopes)
         first = next(pending, None)
         if first is None:
@@ -187,25 +195,25 @@ class SmtpChannel:
             conn = self._open()
         except _ConnectionFailed as failed:
             log.warning("SMTP connection failed", extra={"server": self.target.describe(), "reason": failed.reply})
-            return [self._result(e, "temporary", failed.code, failed.reply) for e in pending]
-        results: list[SendResult] = []
+            for envelope in pending:
+                done(self._result(envelope, "temporary", failed.code, failed.reply))
+            return results
         lost: _ConnectionLost | None = None
         pipelining = conn.has_extn("pipelining")
         try:
             for envelope in pending:
                 try:
-                    results.append(self._send_one(conn, envelope, pipelining))
+                    done(self._send_one(conn, envelope, pipelining))
                 except _ConnectionLost as exc:
-                    results.append(self._result(envelope, "temporary", exc.code, exc.reply))
+                    done(self._result(envelope, "temporary", exc.code, exc.reply))
                     lost = exc
                     break
         finally:
             _close(conn)
         if lost is not None:
             attempted = len(results)
-            results += [
-                self._result(e, "temporary", None, f"not attempted: connection lost earlier ({lost.reply})") for e in pending
-            ]
+            for envelope in pending:
+                done(self._result(envelope, "temporary", None, f"not attempted: connection lost earlier ({lost.reply})"))
             log.warning(
                 "SMTP connection lost mid-call",
                 extra={"server": self.target.describe(), "attempted": attempted, "not_attempted": len(results) - attempted},

@@ -10,13 +10,15 @@ The stages, each safe to run twice:
 2. `send_batch` CLAIMS the sendable rows of one range in a single UPDATE (status
    `sending`, a fresh claim token, the claim time), then sends only what it claimed. Two
    workers given the same range never both send a row: the database lets one UPDATE win
-   each row. A claim older than CLAIM_TIMEOUT is taken to be a crashed worker's and may
-   be claimed again (the one case that can duplicate a message: the crash fell between
-   the server's "250" and our ledger write).
+   each row. A claim older than `[email] claim_timeout_seconds` is taken to be a crashed
+   worker's and may be claimed again (the one case that can duplicate a message: the
+   crash fell between the server's "250" and our ledger write).
 3. Each claimed row is rendered through its variant (rendered and CSS-inlined once per
    process and variant, then filled per recipient cheaply), sent through the mail
-   channel over a few connections in parallel, and its outcome written back in bulk:
-   sent; deferred with the next attempt after a backoff with jitter, until the deadline;
+   channel over a few connections in parallel, and its outcome written back as soon as
+   the server has answered (within milliseconds, several results to a write, so a crash
+   leaves next to nothing sent but unrecorded): sent; deferred with the next attempt
+   after a backoff with jitter, until the deadline;
    failed with the server's reply. A 5.1.x refusal (the address does not exist) also
    marks the subscriber bounced, so later runs skip them.
 4. `retry_deferred` re-sends deferred rows whose time has come, and rows a crashed
@@ -30,7 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -71,8 +75,9 @@ MESSAGES_PER_CONNECTION = 250
 # Fewest messages worth opening one more parallel connection for: a small batch goes out
 # over one connection, so a handful of messages costs one connection, not four.
 MIN_MESSAGES_PER_CONNECTION = 50
-# email.retry_first_minutes / email.retry_max_minutes: a deferred delivery waits
-# RETRY_FIRST, then twice as long after each further failure, at most RETRY_MAX.
+# The defaults of [email] retry_first_seconds / retry_max_seconds (the settings pass
+# theirs): a deferred delivery waits RETRY_FIRST, then twice as long after each further
+# failure, at most RETRY_MAX.
 RETRY_FIRST = timedelta(minutes=5)
 RETRY_MAX = timedelta(hours=2)
 # Each wait is stretched or shrunk by up to this fraction, so the deliveries a busy
@@ -81,8 +86,9 @@ RETRY_JITTER = 0.2
 # email.delivery_deadline_hours: after this long a delivery still deferred fails. News
 # goes stale: a Morning Brief that arrives in the evening is worse than none.
 DELIVERY_DEADLINE = timedelta(hours=12)
-# email.claim_timeout_minutes: a row claimed (status "sending") for longer than this is
-# taken to be a crashed worker's and may be claimed again. Must exceed the longest batch.
+# The default of [email] claim_timeout_seconds (the settings pass theirs): a row claimed
+# (status "sending") for longer than this is taken to be a crashed worker's and may be
+# claimed again. Must exceed the longest batch.
 CLAIM_TIMEOUT = timedelta(minutes=15)
 # Longest server reply kept in the ledger.
 REPLY_MAX_CHARS = 1000
@@ -174,16 +180,16 @@ def variant_sections(key: str, configured: Sequence[str]) -> tuple[str, ...]:
     return tuple(slug for slug in configured if slug in wanted) or tuple(configured)
 
 
-def backoff(attempts: int, salt: str = "") -> timedelta:
-    """How long to wait after the `attempts`-th failed attempt: RETRY_FIRST doubling per
-    attempt up to RETRY_MAX, times a jitter in [1 - RETRY_JITTER, 1 + RETRY_JITTER).
+def backoff(attempts: int, salt: str = "", *, first: timedelta = RETRY_FIRST, most: timedelta = RETRY_MAX) -> timedelta:
+    """How long to wait after the `attempts`-th failed attempt: `first` doubling per
+    attempt up to `most`, times a jitter in [1 - RETRY_JITTER, 1 + RETRY_JITTER).
 
     The jitter comes from a hash of (salt, attempts), not a random generator, so the
     same delivery always gets the same schedule (reproducible, testable) while different
     deliveries spread out.
     """
     exponent = min(max(attempts - 1, 0), 30)
-    base = min(RETRY_FIRST * (2**exponent), RETRY_MAX)
+    base = min(first * (2**exponent), most)
     digest = hashlib.sha256(f"{salt}:{attempts}".encode()).digest()
     unit = int.from_bytes(digest[:8], "big") / 2**64
     return base * (1 + RETRY_JITTER * (2 * unit - 1))
@@ -199,7 +205,16 @@ class Decision:
     bounce: bool = False  # the subscriber's address is bad: mark them bounced
 
 
-def decide(result: SendResult, *, attempts: int, deadline: datetime, now: datetime, salt: str = "") -> Decision:
+def decide(
+    result: SendResult,
+    *,
+    attempts: int,
+    deadline: datetime,
+    now: datetime,
+    salt: str = "",
+    first: timedelta = RETRY_FIRST,
+    most: timedelta = RETRY_MAX,
+) -> Decision:
     """The caller's half of Mailman's split: the channel classified, this decides.
 
     sent -> sent; permanent -> failed (a bounce when the reply says 5.1.x); temporary ->
@@ -212,7 +227,7 @@ def decide(result: SendResult, *, attempts: int, deadline: datetime, now: dateti
         return Decision("failed", reply, bounce=is_bad_address(result))
     if now >= deadline:
         return Decision("failed", f"deadline passed, last reply: {reply}"[:REPLY_MAX_CHARS])
-    return Decision("deferred", reply, next_attempt_at=min(now + backoff(attempts, salt), deadline))
+    return Decision("deferred", reply, next_attempt_at=min(now + backoff(attempts, salt, first=first, most=most), deadline))
 
 
 def split_parts(count: int) -> list[tuple[int, int]]:
@@ -307,11 +322,16 @@ def _count(store: Store, run_id: int) -> int:
         return session.scalar(select(func.count()).select_from(_D).where(_D.c.run_id == run_id)) or 0
 
 
-def _sendable(now: datetime, *, include_queued: bool = True):  # noqa: ANN202 - a SQL condition
-    """Rows a worker may claim at `now`: queued, deferred and due, or abandoned claims."""
+def claim_timeout(settings: Settings) -> timedelta:
+    """How long a claim lasts before it counts as a crashed worker's ([email] claim_timeout_seconds)."""
+    return timedelta(seconds=settings.file.email.claim_timeout_seconds)
+
+
+def _sendable(now: datetime, timeout: timedelta, *, include_queued: bool = True):  # noqa: ANN202 - a SQL condition
+    """Rows a worker may claim at `now`: queued, deferred and due, or claims older than `timeout`."""
     due = [
         and_(_D.c.status == "deferred", _D.c.next_attempt_at <= now),
-        and_(_D.c.status == "sending", _D.c.updated_at < now - CLAIM_TIMEOUT),
+        and_(_D.c.status == "sending", _D.c.updated_at < now - timeout),
     ]
     if include_queued:
         due.insert(0, _D.c.status == "queued")
@@ -325,17 +345,18 @@ def batch_ranges(
     *,
     now: datetime | None = None,
     retries_only: bool = False,
+    timeout: timedelta = CLAIM_TIMEOUT,
 ) -> Iterator[tuple[int, int]]:
     """(first, last) subscriber-id ranges of at most `batch_size` deliveries of a run.
 
     With `now`, only rows sendable at that time count (with `retries_only`, only due
-    deferred rows and abandoned claims). Reads one page of ids at a time.
+    deferred rows and claims older than `timeout`). Reads one page of ids at a time.
     """
     after_id = 0
     while True:
         query = select(_D.c.subscriber_id).where(_D.c.run_id == run_id, _D.c.subscriber_id > after_id)
         if now is not None:
-            query = query.where(_sendable(now, include_queued=not retries_only))
+            query = query.where(_sendable(now, timeout, include_queued=not retries_only))
         with store.session() as session:
             ids = session.scalars(query.order_by(_D.c.subscriber_id).limit(batch_size)).all()
         if not ids:
@@ -440,12 +461,12 @@ class _Job:
     result: Decision | None = field(default=None)
 
 
-def _claim(store: Store, run_id: int, first_id: int, last_id: int, token: str, now: datetime) -> int:
+def _claim(store: Store, run_id: int, first_id: int, last_id: int, token: str, now: datetime, timeout: timedelta) -> int:
     """Mark this range's sendable rows as ours in ONE statement; returns how many."""
     with store.session() as session:
         result = session.execute(
             update(_D)
-            .where(_D.c.run_id == run_id, _D.c.subscriber_id.between(first_id, last_id), _sendable(now))
+            .where(_D.c.run_id == run_id, _D.c.subscriber_id.between(first_id, last_id), _sendable(now, timeout))
             .values(status="sending", claim=token, updated_at=now, attempts=_D.c.attempts + 1)
         )
         return result.rowcount or 0
@@ -542,7 +563,7 @@ def send_batch(
     now = now or utcnow()
     report = BatchReport()
     token = uuid.uuid4().hex
-    if not _claim(store, run_id, first_id, last_id, token, now):
+    if not _claim(store, run_id, first_id, last_id, token, now, claim_timeout(settings)):
         return report
     jobs = _claimed(store, run_id, first_id, last_id, token, now)
     report.claimed = len(jobs)
@@ -575,6 +596,67 @@ def send_batch(
     return report
 
 
+class _Recorder:
+    """Writes decided jobs to the ledger from its own thread, as soon as they are decided.
+
+    A message the server accepted but the ledger does not yet say was sent is what a
+    crash turns into a duplicate (the claim times out and the row is sent again), so
+    results are written within LINGER of their answer, not once per connection (up to
+    250 messages later). The sending threads only hand jobs over and never wait for the
+    database; what arrives within LINGER goes out in one executemany, so a fast relay
+    costs one write per few dozen messages instead of one per message.
+    """
+
+    _STOP = object()
+    # Longest a decided job waits to be written with others: the most a crash can leave
+    # unrecorded (and so sent twice) is what the relay accepts in this time.
+    LINGER = 0.02
+    # Most jobs in one write: bounds a statement's size.
+    MOST = 500
+
+    def __init__(self, store: Store, token: str, now: datetime, report: BatchReport) -> None:
+        self.store, self.token, self.now, self.report = store, token, now, report
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._unwritten: list[_Job] = []  # jobs whose write failed; tried again at close
+        self._thread = threading.Thread(target=self._run, name="ledger", daemon=True)
+        self._thread.start()
+
+    def put(self, job: _Job) -> None:
+        self._queue.put(job)
+
+    def close(self) -> None:
+        """Write what is left; raise if some results could not be written."""
+        self._queue.put(self._STOP)
+        self._thread.join()
+        if self._unwritten:
+            # One more try from the caller's thread; a failure now propagates (the task
+            # is retried, and the rows stay claimed until the claim timeout).
+            _record(self.store, self.token, self.now, self._unwritten, self.report)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is self._STOP:
+                break
+            group = [item]
+            deadline = time.monotonic() + self.LINGER
+            while len(group) < self.MOST:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is self._STOP:
+                    stop = True
+                    break
+                group.append(item)
+            try:
+                _record(self.store, self.token, self.now, group, self.report)
+            except Exception:  # noqa: BLE001 - retried once more in close()
+                log.exception("could not record email results; will try again", extra={"jobs": len(group)})
+                self._unwritten.extend(group)
+
+
 def _send(
     settings: Settings,
     store: Store,
@@ -585,12 +667,19 @@ def _send(
     channel: MailChannel,
     report: BatchReport,
 ) -> None:
-    """Send over up to CONNECTIONS connections at once; record each part as it finishes."""
+    """Send over up to CONNECTIONS connections at once; record each result as it comes."""
     from distributor.render.email import Recipient, envelope_sender
     from distributor.subscribers import preferences_url, unsubscribe_url
 
     sender = envelope_sender(settings)
     by_ref = {f"{run.id}-{j.subscriber_id}": j for j in jobs}
+    first = timedelta(seconds=settings.file.email.retry_first_seconds)
+    most = timedelta(seconds=settings.file.email.retry_max_seconds)
+    recorder = _Recorder(store, token, now, report)
+
+    def settle(job: _Job, result: SendResult) -> None:
+        job.result = decide(result, attempts=job.attempts, deadline=job.deadline, now=now, salt=str(job.delivery_id), first=first, most=most)
+        recorder.put(job)
 
     def envelopes(part: Sequence[_Job]) -> Iterator[Envelope]:
         # Built one at a time inside the sending thread, so a part holds one message.
@@ -608,37 +697,38 @@ def _send(
             except Exception as exc:  # noqa: BLE001 - one bad address must not stop the batch
                 log.exception("could not build a message", extra={"run": run.id, "subscriber": job.subscriber_id})
                 job.result = Decision("failed", f"not sent: could not build the message: {type(exc).__name__}: {exc}"[:REPLY_MAX_CHARS])
+                recorder.put(job)
                 continue
             yield Envelope(sender=sender, recipient=job.email, data=data, ref=f"{run.id}-{job.subscriber_id}")
 
-    def send_part(part: Sequence[_Job]) -> list[SendResult]:
-        return channel.send(envelopes(part))
+    def on_result(result: SendResult) -> None:
+        job = by_ref.get(result.ref)
+        if job is not None and job.result is None:
+            settle(job, result)
+
+    def send_part(part: Sequence[_Job]) -> None:
+        try:
+            results = channel.send(envelopes(part), on_result=on_result)
+        except Exception as exc:  # noqa: BLE001 - a channel bug: whatever went out is unknown
+            log.exception("mail channel failed", extra={"run": run.id})
+            results = [
+                SendResult(f"{run.id}-{j.subscriber_id}", j.email, "temporary", None, f"channel error: {type(exc).__name__}")
+                for j in part
+                if j.result is None
+            ]
+        for result in results:  # results the channel returned without calling back
+            on_result(result)
+        for job in part:
+            if job.result is None:  # the channel returned no result for it
+                settle(job, SendResult(f"{run.id}-{job.subscriber_id}", job.email, "temporary", None, "no result from the mail channel"))
 
     parts = [jobs[start:end] for start, end in split_parts(len(jobs))]
-    with ThreadPoolExecutor(max_workers=min(CONNECTIONS, len(parts)), thread_name_prefix="smtp") as pool:
-        futures = {pool.submit(send_part, part): part for part in parts}
-        for future in as_completed(futures):
-            part = futures[future]
-            try:
-                results = future.result()
-            except Exception as exc:  # noqa: BLE001 - a channel bug: whatever went out is unknown
-                log.exception("mail channel failed", extra={"run": run.id})
-                results = [
-                    SendResult(f"{run.id}-{j.subscriber_id}", j.email, "temporary", None, f"channel error: {type(exc).__name__}")
-                    for j in part
-                    if j.result is None
-                ]
-            for result in results:
-                job = by_ref.get(result.ref)
-                if job is not None and job.result is None:
-                    job.result = decide(result, attempts=job.attempts, deadline=job.deadline, now=now, salt=str(job.delivery_id))
-            for job in part:
-                if job.result is None:  # the channel returned no result for it
-                    job.result = decide(
-                        SendResult(f"{run.id}-{job.subscriber_id}", job.email, "temporary", None, "no result from the mail channel"),
-                        attempts=job.attempts, deadline=job.deadline, now=now, salt=str(job.delivery_id),
-                    )
-            _record(store, token, now, part, report)
+    try:
+        with ThreadPoolExecutor(max_workers=min(CONNECTIONS, len(parts)), thread_name_prefix="smtp") as pool:
+            for future in as_completed([pool.submit(send_part, part) for part in parts]):
+                future.result()
+    finally:
+        recorder.close()
 
 
 # --- stage 3: the whole run, and retries -----------------------------------------------
@@ -685,12 +775,12 @@ def retry_deferred(
     report = BatchReport()
     with store.session() as session:
         run_ids = session.scalars(
-            select(_D.c.run_id).where(_sendable(now, include_queued=False)).distinct().order_by(_D.c.run_id)
+            select(_D.c.run_id).where(_sendable(now, claim_timeout(settings), include_queued=False)).distinct().order_by(_D.c.run_id)
         ).all()
     if not run_ids:
         return report
     channel = channel or mail_channel(settings)
     for run_id in run_ids:
-        for first_id, last_id in batch_ranges(store, run_id, batch_size, now=now, retries_only=True):
+        for first_id, last_id in batch_ranges(store, run_id, batch_size, now=now, retries_only=True, timeout=claim_timeout(settings)):
             report.add(send_batch(settings, store, run_id, first_id, last_id, now=now, channel=channel))
     return report

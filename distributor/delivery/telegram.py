@@ -576,6 +576,27 @@ def digest_channels(settings: Settings, edition: str) -> list[str]:
     return [name for name, config in settings.channels.items() if edition in config.digests]
 
 
+def queue_run_posts(settings: Settings, store: Store, run_id: int) -> list[int]:
+    """Write the run's digest posts to the ledger as pending rows, before any task is queued.
+
+    With the rows there, the ledger knows the posts are owed: the run is not closed until
+    they settle, and if the broker loses the posting task (a Redis restart), the
+    scheduler's stale-run check sees them pending and queues the run's work again, as it
+    does for queued email deliveries. Idempotent; returns the row ids.
+    """
+    from distributor.runs import get_run
+
+    run = get_run(store, run_id)
+    if run.timezone:
+        return []  # subscriber-timezone runs are email only (see post_run)
+    ids = []
+    for channel in digest_channels(settings, run.edition):
+        state = channel_state(settings, store, channel)
+        if not state.paused:
+            ids.append(_ensure_row(store, channel, state.chat_id, run_id=run_id)[0])
+    return ids
+
+
 def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | None = None,
              sender: Sender | None = None) -> list[PostReport]:
     """Digest mode: post an edition run to every channel that takes the edition as a digest,
@@ -598,6 +619,12 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
         config = settings.channels[channel]
         state = channel_state(settings, store, channel)
         if state.paused:
+            # A row queued before the pause is settled, or the run would never close.
+            with store.session() as session:
+                session.execute(update(TelegramPostRow).where(TelegramPostRow.channel == channel,
+                                                              TelegramPostRow.run_id == run_id,
+                                                              TelegramPostRow.status == "pending")
+                                .values(status="skipped", error=f"channel paused: {state.reason}"))
             reports.append(PostReport(channel, target, "skipped", note=f"channel paused: {state.reason}"))
             continue
         variant = edition.for_sections(config.sections)

@@ -11,6 +11,11 @@
   a 421 is answered and the connection then closed, as real servers do;
 - can drop the connection without any reply at the DATA of the message after the next
   N accepted ones (`server.drop_after(n)`), the message not recorded;
+- can hold back the reply to every DATA after the next N accepted messages
+  (`server.hold_after(n)`, `server.held` counts the replies waiting) until
+  `server.release()`; a message whose client goes away meanwhile is not recorded, as a
+  real MTA does not queue a message it never confirmed. Tests use it to stop a sender
+  at a known point (e.g. to kill it there);
 - can be stopped and started again on the same port (`server.stop()`, `server.start()`,
   or `with server.down(): ...`), so a client finds it refusing connections meanwhile;
 - advertises PIPELINING when built with `pipelining=True`;
@@ -118,6 +123,8 @@ class FakeSmtpServer:
         self.logins: list[str] = []
         self.failed_logins = 0
         self._drop_at: int | None = None
+        self._hold_at: int | None = None
+        self._held = 0
         self._lock = threading.Lock()
         self._tls_context: ssl.SSLContext | None = None
         if tls is not None:
@@ -169,6 +176,10 @@ class FakeSmtpServer:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+        with self._lock:
+            # Held replies died with their connections (their handlers may not have
+            # run their cleanup before the loop stopped).
+            self._held = 0
 
     @contextmanager
     def down(self) -> Iterator[None]:
@@ -196,11 +207,29 @@ class FakeSmtpServer:
         with self._lock:
             self._drop_at = len(self.messages) + count
 
+    def hold_after(self, count: int) -> None:
+        """Accept `count` more messages, then hold the reply to every further DATA until
+        `release()`. A held message is recorded only if its client is still there then."""
+        with self._lock:
+            self._hold_at = len(self.messages) + count
+
+    def release(self) -> None:
+        """Answer the held DATA commands (and hold no more)."""
+        with self._lock:
+            self._hold_at = None
+
+    @property
+    def held(self) -> int:
+        """DATA replies being held back right now."""
+        with self._lock:
+            return self._held
+
     def clear(self) -> None:
-        """Forget the rules and a pending drop (what was received is kept)."""
+        """Forget the rules, a pending drop and a hold (what was received is kept)."""
         with self._lock:
             self.rules.clear()
             self._drop_at = None
+            self._hold_at = None
 
     # --- what arrived ----------------------------------------------------------------
 
@@ -249,6 +278,7 @@ class FakeSmtpServer:
         if drop:
             server.transport.abort()
             raise asyncio.CancelledError("fake server dropped the connection")
+        await self._hold(server)
         status = await self._answer(server, "DATA", list(envelope.rcpt_tos), getattr(envelope, "number", 0), "250 OK queued")
         if status.startswith("2"):
             data = envelope.original_content or b""
@@ -264,6 +294,25 @@ class FakeSmtpServer:
             with self._lock:
                 self.messages.append(received)
         return status
+
+    async def _hold(self, server: SMTP) -> None:
+        """Wait while a hold is on; a client that went away meanwhile gets nothing recorded."""
+        with self._lock:
+            if self._hold_at is None or len(self.messages) < self._hold_at:
+                return
+            self._held += 1
+        try:
+            # aiosmtpd cancels this handler when the client's connection is lost.
+            while True:
+                with self._lock:
+                    if self._hold_at is None:
+                        break
+                await asyncio.sleep(0.02)
+        finally:
+            with self._lock:
+                self._held -= 1
+        if server.transport is None or server.transport.is_closing():
+            raise asyncio.CancelledError("the client went away while its reply was held")
 
     async def _answer(self, server: SMTP, command: str, addresses: list[str], number: int, default: str) -> str:
         with self._lock:

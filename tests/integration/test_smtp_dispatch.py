@@ -26,6 +26,7 @@ from distributor.runs import delivery_counts
 from distributor.store.articles import save_articles
 from distributor.store.models import DeliveryRow, SubscriberRow
 from tests.conftest import settings_for
+from tests.fakes.processes import wait_for
 from tests.fakes.smtp_server import FakeSmtpServer, client_context, tls_files
 
 SLOT = datetime(2026, 11, 26, 1, 30, tzinfo=timezone.utc)  # 07:00 in Asia/Kolkata
@@ -190,6 +191,52 @@ def test_a_claim_left_by_a_crashed_worker_is_taken_over_after_the_timeout(smtp_s
 
     later = NOW + dispatch.CLAIM_TIMEOUT + timedelta(minutes=1)
     assert dispatch.retry_deferred(smtp_settings, store, later).sent == 3
+    assert_each_once(smtp_server, emails)
+
+
+def test_each_result_is_in_the_ledger_while_the_batch_is_still_sending(smtp_settings, store, smtp_server):
+    # A crash mid-batch re-sends only what the ledger does not say was sent, so results
+    # are written as the server answers, not when the connection's part is done.
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 12)
+    run = open_run(smtp_settings, store)
+    [(first, last)] = dispatch.create_deliveries(smtp_settings, store, run.id, now=NOW)
+    smtp_server.hold_after(7)  # the 8th message's DATA gets no answer until released
+
+    with ThreadPoolExecutor(1) as pool:
+        batch = pool.submit(dispatch.send_batch, smtp_settings, store, run.id, first, last, now=NOW)
+        try:
+            wait_for(lambda: smtp_server.held == 1 and delivery_counts(store, run.id)["sent"] == 7, timeout=60,
+                     what="7 messages accepted and recorded while the 8th waits")
+            assert delivery_counts(store, run.id)["sending"] == 5
+        finally:
+            smtp_server.release()
+        assert batch.result().sent == 12
+    assert_each_once(smtp_server, emails)
+
+
+def test_claim_timeout_and_retry_waits_come_from_the_settings(tmp_path, monkeypatch, store, smtp_server):
+    monkeypatch.setenv("SMTP_URL", smtp_server.url)
+    base = settings_for(tmp_path)
+    timings = {"claim_timeout_seconds": 60, "retry_first_seconds": 10, "retry_max_seconds": 20}
+    settings = settings_for(tmp_path, email=base.file.email.model_copy(update=timings))
+    add_articles(store, SLOT)
+    emails = add_subscribers(settings, store, 3)
+    run = open_run(settings, store)
+    dispatch.create_deliveries(settings, store, run.id, now=NOW)
+    with store.session() as session:  # a worker claimed the rows, then died
+        session.execute(update(DeliveryRow).values(status="sending", claim="dead-worker", updated_at=NOW))
+
+    assert dispatch.retry_deferred(settings, store, NOW + timedelta(seconds=59)).claimed == 0
+    now = NOW + timedelta(seconds=61)
+    # Each failure waits retry_first, doubled per attempt, capped at retry_max (+-20% jitter).
+    for seconds in (10, 20, 20):
+        with smtp_server.down():
+            assert dispatch.retry_deferred(settings, store, now).deferred == 3
+        waits = [r.next_attempt_at - now for r in ledger(store, run.id).values()]
+        assert all(timedelta(seconds=seconds * 0.8) <= w <= timedelta(seconds=seconds * 1.2) for w in waits), waits
+        now = max(r.next_attempt_at for r in ledger(store, run.id).values())
+    retry_until_settled(settings, store, now)
     assert_each_once(smtp_server, emails)
 
 

@@ -61,6 +61,8 @@ def test_every_shipped_key_is_commented():
         (('chat_id = "@newsarena"', 'chat_id = "newsarena"'), "channels.main.chat_id", "@username"),
         (('sections = ["sports"]', 'sections = ["cricket"]'), "channels.sports.sections", "unknown section"),
         (('window = 12', 'window = "yesterday"'), "editions.evening.window", ""),
+        (("visibility_timeout_seconds = 7200", "visibility_timeout_seconds = 1800"), "celery", "must exceed retry_backoff_max_seconds"),
+        (("retry_max_seconds = 7200", "retry_max_seconds = 60"), "email", "less than retry_first_seconds"),
     ],
 )
 def test_bad_values_name_file_key_and_reason(tmp_path, change, key, reason):
