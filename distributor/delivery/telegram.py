@@ -57,6 +57,7 @@ from distributor.store.models import (
     TelegramPostRow,
     utcnow,
 )
+from distributor.trending import click_links, tracked_url
 
 log = logging.getLogger(__name__)
 
@@ -466,7 +467,9 @@ def post_article(settings: Settings, store: Store, article_key: str, channel: st
     if not _claim(settings, store, row_id, statuses, now, early=again):
         return _existing(store, row_id, article.key)
     call = decorate(
-        render.article_post(settings, article, disable_preview=config.disable_link_preview), config, settings, now
+        render.article_post(settings, article, link_url=tracked_url(settings, article, channel=channel),
+                            disable_preview=config.disable_link_preview),
+        config, settings, now,
     )
     sender = sender or sender_for(settings)
     sent = _send_calls(settings, store, sender, channel, [row_id], [call],
@@ -553,10 +556,12 @@ def flush_quiet_hours(settings: Settings, store: Store, now: datetime | None = N
         row_ids = [row_id for row_id, _ in claimed]
         articles = [article for _, article in claimed]
         if len(articles) == 1:
-            calls = [render.article_post(settings, articles[0], disable_preview=config.disable_link_preview)]
+            calls = [render.article_post(settings, articles[0], link_url=tracked_url(settings, articles[0], channel=channel),
+                                         disable_preview=config.disable_link_preview)]
             kind = kind_of(calls[0])
         else:
-            calls = render.roundup_post(settings, articles, title=roundup_title(config, len(articles)))
+            calls = render.roundup_post(settings, articles, title=roundup_title(config, len(articles)),
+                                        link_url=click_links(settings, channel=channel))
             kind = "roundup"
         calls = [decorate(call, config, settings, now) for call in calls]
         sent = _send_calls(settings, store, sender, channel, row_ids, calls)
@@ -639,7 +644,8 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
         if not _claim(settings, store, row_id, ("pending",), now):
             reports.append(_existing(store, row_id, target))
             continue
-        calls = [decorate(c, config, settings, now) for c in render.edition_posts(settings, variant)]
+        links = click_links(settings, run_id=run_id, channel=channel)
+        calls = [decorate(c, config, settings, now) for c in render.edition_posts(settings, variant, link_url=links)]
         sender = sender or sender_for(settings)
         sent = _send_calls(settings, store, sender, channel, [row_id], calls,
                            start_ids=_row(store, row_id).message_ids or ())
@@ -657,7 +663,7 @@ def preview_calls(settings: Settings, edition) -> list[dict]:
         variant = edition.for_sections(config.sections)
         if variant.is_empty:
             continue
-        for call in render.edition_posts(settings, variant):
+        for call in render.edition_posts(settings, variant, link_url=click_links(settings, channel=channel)):
             calls.append(outbox_payload(config.chat_id, decorate(call, config, settings, None)))
     return calls
 
@@ -706,6 +712,7 @@ def _edit(settings: Settings, store: Store, sender: Sender | None, row: Telegram
         return PostReport(channel, article.key, "skipped", note=f"channel paused: {state.reason}")
     call = decorate(
         render.article_edit(settings, article, kind=row.kind, message_id=int(row.message_ids[0]),
+                            link_url=tracked_url(settings, article, channel=channel),
                             disable_preview=config.disable_link_preview),
         config, settings, now,
     )

@@ -306,3 +306,20 @@ def test_cli_shows_the_ranking_and_why(tmp_path, monkeypatch):
     assert "Story quiet" in text and "pinned" in text and "editor flag" in text and "Story hot" not in text
     assert "https://www.newsarenaindia.com/economy/quiet  (pinned)" in cli("trending", "pins")
     store.dispose()
+
+
+def test_telegram_posts_link_through_click_tracking_per_channel(settings, store):
+    from distributor.delivery.telegram import post_new_articles
+
+    channels = {name: c.model_copy(update={"quiet_hours": ""}) for name, c in settings.channels.items()}
+    settings = Settings(settings.file.model_copy(update={"channels": channels}), settings.env, settings.config_path)
+    now = datetime.now(UTC)
+    url = "https://www.newsarenaindia.com/sports/tracked-post"
+    save_articles(store, [Article("tracked", url, "Tracked post", "sports", now - timedelta(minutes=5))])
+    post_new_articles(settings, store, ["tracked"], now=now)
+    posts = [json.loads(p.read_text(encoding="utf-8")) for p in (settings.outbox_dir / "telegram").glob("*.json")]
+    buttons = {p["params"]["chat_id"]: p["params"]["reply_markup"]["inline_keyboard"][0][0]["url"] for p in posts}
+    assert set(buttons) == {"@newsarena", "@newsarena_sports"}
+    clicks = {chat: t.read_click(settings, link.rsplit("/c/", 1)[1]) for chat, link in buttons.items()}
+    assert {c.channel for c in clicks.values()} == {"main", "sports"}
+    assert all(c.article_key == "tracked" and c.target == url for c in clicks.values())
