@@ -22,18 +22,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from distributor import trending
-from distributor.errors import SignatureError
-from distributor.ingest.webhook import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    PayloadError,
-    normalise_signature,
-    verify,
-)
+from distributor.ingest.webhook import PayloadError, normalise_signature
 from distributor.store.models import utcnow
 from distributor.web.deps import SettingsDep, StoreDep
-from distributor.web.webhooks import _read_capped as read_capped
-from distributor.web.webhooks import claim_receipt, release_receipt
+from distributor.web.webhooks import claim_receipt, release_receipt, signed_body
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +60,11 @@ def follow_click(token: str, request: Request, settings: SettingsDep, store: Sto
 @router.post("/webhooks/pageviews")
 async def receive_pageviews(request: Request, settings: SettingsDep, store: StoreDep) -> JSONResponse:
     """Credit pushed page views to articles by URL; unknown URLs wait for their article."""
+    checked = await signed_body(request, settings, what="page views")
+    if isinstance(checked, JSONResponse):
+        return checked
+    body, now, signature_header = checked
     config = settings.file.webhook
-    body = await read_capped(request, config.max_body_bytes)
-    if body is None:
-        return JSONResponse(
-            {"error": f"body larger than {config.max_body_bytes} bytes (webhook.max_body_bytes)"}, status_code=413
-        )
-    now = utcnow()
-    signature_header = request.headers.get(SIGNATURE_HEADER)
-    try:
-        verify(
-            settings.secret_key,
-            request.headers.get(TIMESTAMP_HEADER),
-            signature_header,
-            body,
-            now=now,
-            max_age_seconds=config.max_age_seconds,
-        )
-    except SignatureError as exc:
-        log.warning("page views refused: %s", exc)
-        return JSONResponse({"error": str(exc)}, status_code=401)
     try:
         entries, rejected = trending.parse_pageviews(settings, body, now=now)
     except PayloadError as exc:

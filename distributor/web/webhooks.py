@@ -62,6 +62,36 @@ async def _read_capped(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+async def signed_body(
+    request: Request, settings: Settings, *, what: str
+) -> tuple[bytes, datetime, str] | JSONResponse:
+    """The body of a signed push (articles, page views) with its arrival time and
+    signature header, or the refusal to answer: 413 too large, 401 bad signature.
+
+    Replays are checked by the caller, after parsing, so a replayed bad body still gets
+    its 400 rather than a 409.
+    """
+    config = settings.file.webhook
+    body = await _read_capped(request, config.max_body_bytes)
+    if body is None:
+        return _error(413, f"body larger than {config.max_body_bytes} bytes (webhook.max_body_bytes)")
+    now = utcnow()
+    signature_header = request.headers.get(SIGNATURE_HEADER)
+    try:
+        verify(
+            settings.secret_key,
+            request.headers.get(TIMESTAMP_HEADER),
+            signature_header,
+            body,
+            now=now,
+            max_age_seconds=config.max_age_seconds,
+        )
+    except SignatureError as exc:
+        log.warning("%s refused: %s", what, exc)
+        return _error(401, str(exc))
+    return body, now, signature_header or ""
+
+
 def claim_receipt(store: Store, signature: str, now: datetime, keep_seconds: int) -> bool:
     """Record an accepted signature; False if it was already recorded (a replay).
 
@@ -141,25 +171,11 @@ async def receive_articles(
     request: Request, settings: SettingsDep, store: StoreDep
 ) -> JSONResponse:
     """Store the pushed article(s); see the module docstring for the status codes."""
+    checked = await signed_body(request, settings, what="webhook")
+    if isinstance(checked, JSONResponse):
+        return checked
+    body, now, signature_header = checked
     config = settings.file.webhook
-    body = await _read_capped(request, config.max_body_bytes)
-    if body is None:
-        return _error(413, f"body larger than {config.max_body_bytes} bytes (webhook.max_body_bytes)")
-
-    now = utcnow()
-    signature_header = request.headers.get(SIGNATURE_HEADER)
-    try:
-        verify(
-            settings.secret_key,
-            request.headers.get(TIMESTAMP_HEADER),
-            signature_header,
-            body,
-            now=now,
-            max_age_seconds=config.max_age_seconds,
-        )
-    except SignatureError as exc:
-        log.warning("webhook refused: %s", exc)
-        return _error(401, str(exc))
 
     try:
         items = parse_payload(body)
