@@ -294,7 +294,7 @@ def child_dispatch(count: int, database_url: str | None) -> dict:
             gc.collect()
             rss_before = _rss_mb("VmRSS")
             start = time.perf_counter()
-            report = dispatch.dispatch_run(settings, store, run.id, batch_size=dispatch.BATCH_SIZE)
+            report = dispatch.dispatch_run(settings, store, run.id)
             seconds = time.perf_counter() - start
             assert report.sent == count, dict(report)
             with store.session() as session:
@@ -392,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(child_naive(count, int(args.child[2]), Path(args.child[3]))))
         return 0
 
-    from distributor.delivery.email import CONNECTIONS
+    from distributor.settings import load_settings
+
+    CONNECTIONS = load_settings().file.email.connections
 
     sbin = postfix_tools()
     port = free_port()

@@ -403,6 +403,19 @@ class EmailConfig(_Strict):
     # the wait, up to retry_max_seconds (and never past the delivery's deadline).
     retry_first_seconds: int = Field(default=300, ge=1, le=24 * 3600)
     retry_max_seconds: int = Field(default=7200, ge=1, le=7 * 24 * 3600)
+    # A delivery still deferred this many hours after its run was queued fails: news goes
+    # stale, and a Morning Brief arriving in the evening is worse than none.
+    delivery_deadline_hours: int = Field(default=12, ge=1, le=7 * 24)
+    # --- dispatch throughput ---
+    # Deliveries per batch (one task, one claim, one subscriber-id range). Large enough
+    # to amortise the claim and ledger round trips, small enough to finish well inside
+    # claim_timeout_seconds at a slow relay.
+    batch_size: int = Field(default=1000, ge=10, le=50_000)
+    # SMTP connections one batch uses at once (each in its own thread).
+    connections: int = Field(default=4, ge=1, le=32)
+    # Most messages over one connection before it is closed and a new one opened (many
+    # relays cap messages per session).
+    messages_per_connection: int = Field(default=250, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _retry_order(self) -> "EmailConfig":

@@ -117,10 +117,16 @@ def schedule_run_now(
         report = run_edition_now(s, open_store(), edition, datetime.now(timezone.utc), force=force)
         typer.echo(report)
         return
-    from tasks.editions import run_now
+    from distributor import engine
+    from tasks.editions import build_run
 
-    run_now.delay(edition, force)
-    typer.echo(f"{edition}: run queued")
+    # The run row comes first, so a task lost by the broker is rebuilt by the next tick.
+    run, created = engine.run_now(s, open_store(), edition, datetime.now(timezone.utc), force=force)
+    if not created:
+        typer.echo(f"{edition}: run #{run.id} for this minute exists already ({run.status}); nothing queued")
+        return
+    build_run.delay(run.id)
+    typer.echo(f"{edition}: run #{run.id} queued")
 
 
 @app.command()

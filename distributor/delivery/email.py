@@ -58,19 +58,12 @@ from distributor.store.models import DeliveryRow, SubscriberRow, utcnow
 log = logging.getLogger("distributor.delivery.email")
 
 # --- limits --------------------------------------------------------------------------
-# Constants until the [email] config table has them; the config key each should become
-# is named in its comment.
+# Operator-tunable ones come from [email] (settings.file.email); these are the defaults of
+# functions called without settings, and the fixed rules that are not worth a key.
 
-# email.batch_size: deliveries per batch (one task, one claim, one range). Large enough
-# to amortise the claim and ledger round trips, small enough that a batch finishes well
-# inside CLAIM_TIMEOUT at the slowest relay we expect (1,000 at 5/s = 200 s).
+# Defaults of [email] batch_size / connections / messages_per_connection.
 BATCH_SIZE = 1000
-# email.connections: SMTP connections one batch uses at once. One connection spends most
-# of its time waiting for the server's replies; four keep a local relay busy without
-# looking like a flood to a remote one.
 CONNECTIONS = 4
-# email.messages_per_connection: most messages sent over one connection before it is
-# closed and a new one opened (many relays cap messages per session, e.g. at 100-1,000).
 MESSAGES_PER_CONNECTION = 250
 # Fewest messages worth opening one more parallel connection for: a small batch goes out
 # over one connection, so a handful of messages costs one connection, not four.
@@ -83,8 +76,8 @@ RETRY_MAX = timedelta(hours=2)
 # Each wait is stretched or shrunk by up to this fraction, so the deliveries a busy
 # server refused together do not all come back at the same second.
 RETRY_JITTER = 0.2
-# email.delivery_deadline_hours: after this long a delivery still deferred fails. News
-# goes stale: a Morning Brief that arrives in the evening is worse than none.
+# The default of [email] delivery_deadline_hours, and the deadline assumed for a row
+# written without one.
 DELIVERY_DEADLINE = timedelta(hours=12)
 # The default of [email] claim_timeout_seconds (the settings pass theirs): a row claimed
 # (status "sending") for longer than this is taken to be a crashed worker's and may be
@@ -230,12 +223,14 @@ def decide(
     return Decision("deferred", reply, next_attempt_at=min(now + backoff(attempts, salt, first=first, most=most), deadline))
 
 
-def split_parts(count: int) -> list[tuple[int, int]]:
+def split_parts(
+    count: int, *, connections: int = CONNECTIONS, per_connection: int = MESSAGES_PER_CONNECTION
+) -> list[tuple[int, int]]:
     """[start, end) slices of `count` messages, one per connection: at most
-    MESSAGES_PER_CONNECTION each, no more parallel parts than the count is worth."""
+    `per_connection` each, no more parallel parts than the count is worth."""
     if count <= 0:
         return []
-    parts = max(-(-count // MESSAGES_PER_CONNECTION), min(CONNECTIONS, count // MIN_MESSAGES_PER_CONNECTION), 1)
+    parts = max(-(-count // per_connection), min(connections, count // MIN_MESSAGES_PER_CONNECTION), 1)
     size, extra = divmod(count, parts)
     slices, start = [], 0
     for index in range(parts):
@@ -270,16 +265,17 @@ def create_deliveries(
     store: Store,
     run_id: int,
     *,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     now: datetime | None = None,
 ) -> list[tuple[int, int]]:
     """Queue one delivery per confirmed subscriber who wants this run's edition; return
     the run's batches as (first, last) subscriber-id ranges. Idempotent."""
+    batch_size = batch_size or settings.file.email.batch_size
     now = now or utcnow()
     run = get_run(store, run_id)
     configured = [s.slug for s in settings.sections]
     defaults = {name for name, config in settings.editions.items() if config.default}
-    deadline = now + DELIVERY_DEADLINE
+    deadline = now + timedelta(hours=settings.file.email.delivery_deadline_hours)
     insert = _insert_ignoring_duplicates(store)
     before = _count(store, run_id)
     after_id = 0
@@ -722,9 +718,13 @@ def _send(
             if job.result is None:  # the channel returned no result for it
                 settle(job, SendResult(f"{run.id}-{job.subscriber_id}", job.email, "temporary", None, "no result from the mail channel"))
 
-    parts = [jobs[start:end] for start, end in split_parts(len(jobs))]
+    cfg = settings.file.email
+    parts = [
+        jobs[start:end]
+        for start, end in split_parts(len(jobs), connections=cfg.connections, per_connection=cfg.messages_per_connection)
+    ]
     try:
-        with ThreadPoolExecutor(max_workers=min(CONNECTIONS, len(parts)), thread_name_prefix="smtp") as pool:
+        with ThreadPoolExecutor(max_workers=min(cfg.connections, len(parts)), thread_name_prefix="smtp") as pool:
             for future in as_completed([pool.submit(send_part, part) for part in parts]):
                 future.result()
     finally:
@@ -740,11 +740,12 @@ def dispatch_run(
     run_id: int,
     now: datetime | None = None,
     *,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     channel: MailChannel | None = None,
 ) -> DispatchReport:
     """Queue and send a prepared run's email here, batch after batch (the one-process
     mode and `distributor send`; with Celery each batch is its own task)."""
+    batch_size = batch_size or settings.file.email.batch_size
     before = _count(store, run_id)
     ranges = create_deliveries(settings, store, run_id, batch_size=batch_size, now=now)
     created = _count(store, run_id) - before
@@ -766,11 +767,12 @@ def retry_deferred(
     store: Store,
     now: datetime | None = None,
     *,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     channel: MailChannel | None = None,
 ) -> BatchReport:
     """Re-send deferred deliveries whose next attempt has come (and rows a crashed worker
     left claimed), in batches, for every run that has some."""
+    batch_size = batch_size or settings.file.email.batch_size
     now = now or utcnow()
     report = BatchReport()
     with store.session() as session:

@@ -300,7 +300,7 @@ def test_temporary_refusal_defers_then_retry_sends_exactly_once(smtp_settings, s
     row = ledger(store, run.id)[busy]
     assert row.status == "deferred" and row.reply.startswith(reply[:3]) and row.attempts == 1
     assert NOW + timedelta(minutes=3) <= row.next_attempt_at <= NOW + timedelta(minutes=7)
-    assert row.deadline == NOW + dispatch.DELIVERY_DEADLINE
+    assert row.deadline == NOW + timedelta(hours=smtp_settings.file.email.delivery_deadline_hours)
     deferred = {e for e, r in ledger(store, run.id).items() if r.status == "deferred"}
     if reply.startswith("421"):  # the server hung up: everything after it waits too
         assert deferred == set(emails[2:])
@@ -328,7 +328,7 @@ def test_552_is_deferred_and_fails_only_at_the_deadline(smtp_settings, store, sm
     retry_until_settled(smtp_settings, store, NOW)
     row = ledger(store, run.id)[full]
     assert row.status == "failed" and "deadline" in row.reply and "552 5.2.2" in row.reply
-    assert row.updated_at >= NOW + dispatch.DELIVERY_DEADLINE
+    assert row.updated_at >= NOW + timedelta(hours=smtp_settings.file.email.delivery_deadline_hours)
     assert row.attempts > 3  # retried with backoff until the deadline
     assert subscribers.find(store, full).status == "confirmed"  # a full mailbox is no bounce
     assert smtp_server.recipients() == [emails[1]]
@@ -399,7 +399,7 @@ def test_a_deferred_delivery_found_after_its_deadline_fails_without_sending(smtp
     run = open_run(smtp_settings, store)
     dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
 
-    too_late = NOW + dispatch.DELIVERY_DEADLINE + timedelta(minutes=1)  # the worker was down all day
+    too_late = NOW + timedelta(hours=smtp_settings.file.email.delivery_deadline_hours) + timedelta(minutes=1)  # the worker was down all day
     report = dispatch.retry_deferred(smtp_settings, store, too_late)
 
     assert (report.claimed, report.failed, report.sent) == (1, 1, 0)
@@ -674,3 +674,23 @@ def test_text_format_readers_get_a_single_text_part(smtp_settings, store, smtp_s
 
     assert words(plain.get_content()) == words(rich.get_body(("plain",)).get_content())
     assert plain["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" and "/unsubscribe/" in plain["List-Unsubscribe"]
+
+
+def test_batch_size_connections_and_deadline_come_from_config(smtp_settings, store, smtp_server):
+    from distributor.settings import Settings
+
+    email = smtp_settings.file.email.model_copy(
+        update={"batch_size": 10, "connections": 1, "messages_per_connection": 4, "delivery_deadline_hours": 2}
+    )
+    tuned = Settings(smtp_settings.file.model_copy(update={"email": email}), smtp_settings.env, smtp_settings.config_path)
+    add_articles(store, SLOT)
+    emails = add_subscribers(tuned, store, 25)
+    run = open_run(tuned, store)
+    ranges = dispatch.create_deliveries(tuned, store, run.id, now=NOW)
+    assert len(ranges) == 3  # 25 deliveries in batches of at most 10
+    assert {r.deadline for r in ledger(store, run.id).values()} == {NOW + timedelta(hours=2)}
+    for first, last in ranges:
+        dispatch.send_batch(tuned, store, run.id, first, last, now=NOW)
+    assert_each_once(smtp_server, emails)
+    # One connection at a time, at most 4 messages each: 10 + 10 + 5 messages -> 3 + 3 + 2.
+    assert smtp_server.connections == 8
