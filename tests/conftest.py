@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Callable, NoReturn
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -24,6 +25,7 @@ pytest_plugins = ["tests.fakes.telegram_api", "tests.fakes.smtp_server"]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONFIG = PROJECT_ROOT / "config" / "distributor.toml"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("DISTRIBUTOR_REQUIRE_SERVICES") == "1"
 
 ENV_KEYS = (
@@ -90,26 +92,53 @@ def sqlite_store(tmp_path: Path) -> Store:
     store.dispose()
 
 
-@pytest.fixture
-def postgres_store() -> Store:
+def unavailable(service: str, where: str, problem: str, what: str) -> NoReturn:
+    """Skip loudly because a server cannot be reached, or fail under REQUIRE_SERVICES."""
+    message = f"{service} NOT AVAILABLE at {where} ({problem}): {what} NOT RUN"
+    if REQUIRE_SERVICES:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def redis_or_skip(what: str):  # noqa: ANN201 - a redis.Redis
+    """A client of the test Redis (TEST_REDIS_URL), or a loud skip naming `what`."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+        unavailable("Redis", REDIS_URL, f"{type(exc).__name__}: {exc}", what)
+    return client
+
+
+def postgres_schema(what: str) -> tuple[str, Callable[[], None]]:
+    """A database URL on a new PostgreSQL schema of its own, and how to drop it."""
     problem = postgres_problem()
     if problem:
-        message = f"PostgreSQL NOT AVAILABLE at {POSTGRES_URL} ({problem}): PostgreSQL store tests NOT RUN"
-        if REQUIRE_SERVICES:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("PostgreSQL", POSTGRES_URL, problem, what)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(Store(POSTGRES_URL).url)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
     sep = "&" if "?" in POSTGRES_URL else "?"
-    store = Store(f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}")
+    return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}", drop
+
+
+@pytest.fixture
+def postgres_store() -> Store:
+    url, drop = postgres_schema("PostgreSQL store tests")
+    store = Store(url)
     store.migrate()
     yield store
     store.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    drop()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

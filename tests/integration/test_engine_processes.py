@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from distributor import engine, schedules
 from distributor.articles import Article
@@ -39,7 +38,7 @@ from distributor.store.models import (
     SubscriberRow,
     TelegramPostRow,
 )
-from tests.conftest import POSTGRES_URL, REQUIRE_SERVICES, postgres_problem
+from tests.conftest import postgres_schema
 from tests.fakes.processes import Processes, RedisServer, process_env, wait_for
 from tests.fakes.smtp_server import FakeSmtpServer
 
@@ -216,29 +215,6 @@ def write_config(path: Path, editions: str, channels: str = "") -> Path:
     return path
 
 
-def postgres_schema() -> tuple[str, Callable[[], None]]:
-    """A database URL on its own new PostgreSQL schema, and how to drop it (as the
-    `postgres_store` fixture does, for processes that get only a URL)."""
-    problem = postgres_problem()
-    if problem:
-        message = f"PostgreSQL NOT AVAILABLE at {POSTGRES_URL} ({problem}): engine process test on PostgreSQL NOT RUN"
-        if REQUIRE_SERVICES:
-            pytest.fail(message)
-        pytest.skip(message)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(Store(POSTGRES_URL).url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-
-    def drop() -> None:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}", drop
-
-
 @pytest.fixture
 def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
     """make_world(editions=..., channels=..., telegram=fake, database="sqlite"|"postgres")
@@ -249,7 +225,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
 
     def make(editions: str = MORNING_RUN_NOW_ONLY, channels: str = "", telegram=None, database: str = "sqlite") -> World:
         if database == "postgres":
-            database, drop = postgres_schema()
+            database, drop = postgres_schema("engine process test on PostgreSQL")
             cleanups.append(drop)
         else:
             database = f"sqlite:///{tmp_path / 'distributor.db'}"

@@ -9,11 +9,12 @@ Time is a fake clock passed to the limiter, so "within one window" is exact arit
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 
 import pytest
+
+from tests.conftest import redis_or_skip
 
 from distributor.ratelimit import (
     MemoryLimiter,
@@ -23,8 +24,6 @@ from distributor.ratelimit import (
     acquire,
 )
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-REQUIRE_SERVICES = os.environ.get("DISTRIBUTOR_REQUIRE_SERVICES") == "1"
 
 
 class Clock:
@@ -40,16 +39,7 @@ class Clock:
 
 @pytest.fixture
 def redis_client():
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        message = f"Redis NOT AVAILABLE at {REDIS_URL} ({type(exc).__name__}: {exc}): Redis limiter tests NOT RUN"
-        if REQUIRE_SERVICES:
-            pytest.fail(message)
-        pytest.skip(message)
+    client = redis_or_skip("Redis limiter tests")
     prefixes: list[str] = []
     yield client, prefixes
     for prefix in prefixes:

@@ -10,7 +10,6 @@ skip into a failure.
 from __future__ import annotations
 
 import json
-import os
 import random
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -23,34 +22,19 @@ from distributor.articles import Article
 from distributor.editions import build_edition
 from distributor.settings import Environment, Settings, TrendingConfig
 from distributor.store.articles import pin, save_articles
-from tests.conftest import CONFIG, REQUIRE_SERVICES, settings_for
+from tests.conftest import CONFIG, REDIS_URL, redis_or_skip, settings_for
 
 UTC = timezone.utc
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # 20:00 IST on 4 July 2025, when the evening issue's 12-hour window ends.
 EVENING = datetime(2025, 7, 4, 14, 30, tzinfo=UTC)
 WEIGHTS = {"click": 1.0, "view": 0.1}
 H = 6 * 3600
 
 
-def redis_or_skip():
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        message = f"REDIS NOT AVAILABLE at {REDIS_URL} ({type(exc).__name__}: {exc}): Redis scorer tests NOT RUN"
-        if REQUIRE_SERVICES:
-            pytest.fail(message)
-        pytest.skip(message)
-    return client
-
-
 @pytest.fixture
 def redis_scorer():
     """A RedisScorer on a key prefix of its own, emptied afterwards."""
-    client = redis_or_skip()
+    client = redis_or_skip("Redis scorer tests")
     scorer = t.RedisScorer(client, WEIGHTS, H, prefix=f"test:trending:{uuid.uuid4().hex}")
     yield scorer
     scorer.clear()
@@ -253,7 +237,7 @@ def test_old_waiting_views_are_dropped(settings, store):
 
 
 def test_redis_url_makes_the_ranking_use_redis(tmp_path, store):
-    client = redis_or_skip()
+    client = redis_or_skip("Redis scorer tests")
     prefix = f"test:trending:{uuid.uuid4().hex}"
     base = settings_for(tmp_path, trending=TrendingConfig(redis_key_prefix=prefix))
     s = Settings(base.file, Environment(redis_url=REDIS_URL), base.config_path)

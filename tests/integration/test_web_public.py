@@ -4,7 +4,6 @@ JSON), honeypot, rate limits (in process and in Redis), confirm, preferences, un
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -23,10 +22,9 @@ from distributor.store.articles import save_articles
 from distributor.store.models import DeliveryRow, SubscriberRow
 from distributor.web import public
 
-from tests.conftest import REQUIRE_SERVICES
+from tests.conftest import REDIS_URL, redis_or_skip
 from tests.integration.test_subscribers import confirm_token_from_outbox
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def make_settings(settings: Settings, **web) -> Settings:
@@ -204,13 +202,7 @@ def test_memory_limiter_window_restarts_after_it_ends():
 def redis_limiter():
     import redis
 
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:  # noqa: BLE001
-        message = f"Redis NOT AVAILABLE at {REDIS_URL} ({type(exc).__name__}): Redis rate-limit test NOT RUN"
-        if REQUIRE_SERVICES:
-            pytest.fail(message)
-        pytest.skip(message)
+    redis_or_skip("Redis rate-limit test")
     prefix = f"test:{uuid.uuid4().hex}:"
     yield public.RedisRateLimiter(REDIS_URL, prefix=prefix)
     client = redis.Redis.from_url(REDIS_URL)
