@@ -207,16 +207,21 @@ class MemoryLimiter:
 # epoch (2023-11-14) instead of 1970 keeps microseconds in the sorted-set scores.
 _EPOCH = 1_700_000_000
 
-# KEYS: per-key window, overall window, per-key hold.
-# ARGV: now ("" = the Redis server's clock), per-key messages, per-key seconds,
-#       overall messages, overall seconds, token, in-flight seconds.
-# Returns {1, "0"} with the slot taken, or {0, wait seconds}.
-_ACQUIRE = """
+# Every script starts here: `now` is ARGV[1] when the caller injects a clock (tests),
+# else the Redis server's own, so all workers share one clock.
+_CLOCK = f"""local EPOCH = {_EPOCH}
 local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
   now = (tonumber(t[1]) - EPOCH) + tonumber(t[2]) / 1000000
 end
+"""
+
+# KEYS: per-key window, overall window, per-key hold.
+# ARGV: now ("" = the Redis server's clock), per-key messages, per-key seconds,
+#       overall messages, overall seconds, token, in-flight seconds.
+# Returns {1, "0"} with the slot taken, or {0, wait seconds}.
+_ACQUIRE = """
 local key_n, key_s = tonumber(ARGV[2]), tonumber(ARGV[3])
 local all_n, all_s = tonumber(ARGV[4]), tonumber(ARGV[5])
 local in_flight = tonumber(ARGV[7])
@@ -247,11 +252,6 @@ return {1, '0'}
 # KEYS: per-key window, overall window. ARGV: now ("" = server clock), token.
 # Moves the slot to the finish time, never later than where it already is.
 _COMPLETE = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = (tonumber(t[1]) - EPOCH) + tonumber(t[2]) / 1000000
-end
 for i = 1, 2 do
   local at = redis.call('ZSCORE', KEYS[i], ARGV[2])
   if at and tonumber(at) > now then
@@ -263,11 +263,6 @@ return 1
 
 # KEYS: per-key hold. ARGV: now ("" = server clock), seconds. Keeps the later hold.
 _HOLD = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = (tonumber(t[1]) - EPOCH) + tonumber(t[2]) / 1000000
-end
 local untl = now + tonumber(ARGV[2])
 local held = tonumber(redis.call('GET', KEYS[1]) or '0')
 if untl > held then
@@ -277,11 +272,6 @@ return 1
 """
 
 _HELD_FOR = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = (tonumber(t[1]) - EPOCH) + tonumber(t[2]) / 1000000
-end
 local held = tonumber(redis.call('GET', KEYS[1]) or '0')
 return tostring(math.max(held - now, 0))
 """
@@ -311,7 +301,7 @@ class RedisLimiter:
         self.in_flight_seconds = in_flight_seconds
         self.clock = clock
         self._acquire, self._complete, self._hold, self._held_for = (
-            client.register_script(f"local EPOCH = {_EPOCH}\n" + script)
+            client.register_script(_CLOCK + script)
             for script in (_ACQUIRE, _COMPLETE, _HOLD, _HELD_FOR)
         )
 

@@ -403,6 +403,16 @@ def inline_css(html: str) -> str:
     ).transform(pretty_print=False)
 
 
+def _render_message(subject: str, html: str, text: str, context: dict) -> tuple[str, str, str]:
+    """Subject, inlined HTML and text of one message from templates/email/ (the subject
+    is rendered first and given to the bodies). premailer runs here, once a call."""
+    env = template_environment()
+    context["subject"] = clean_header_text(env.get_template(f"email/{subject}").render(context))
+    body = inline_css(env.get_template(f"email/{html}").render(context)) + "\n"
+    plain = env.get_template(f"email/{text}").render(context) + "\n"
+    return context["subject"], body, plain
+
+
 class _Slots:
     """Placeholder tokens for per-recipient values.
 
@@ -678,11 +688,7 @@ def render_variant(
         "unsubscribe_url": slots.token("unsubscribe"),
         "preferences_url": slots.token("preferences"),
     }
-    env = template_environment()
-    subject = clean_header_text(env.get_template("email/subject.txt").render(context))
-    context["subject"] = subject
-    html = inline_css(env.get_template("email/digest.html").render(context)) + "\n"
-    text = env.get_template("email/digest.txt").render(context) + "\n"
+    subject, html, text = _render_message("subject.txt", "digest.html", "digest.txt", context)
     html_parts, text_parts = slots.split(html), slots.split(text)
 
     list_name = f"{settings.site.name} {edition.label}"
@@ -748,11 +754,7 @@ def _confirmation(settings: Settings, valid_hours: int | None) -> _Confirmation:
         "confirm_url": slots.token("confirm"),
         "address": slots.token("address"),
     }
-    env = template_environment()
-    subject = clean_header_text(env.get_template("email/confirm_subject.txt").render(context))
-    context["subject"] = subject
-    html = inline_css(env.get_template("email/confirm.html").render(context)) + "\n"
-    text = env.get_template("email/confirm.txt").render(context) + "\n"
+    subject, html, text = _render_message("confirm_subject.txt", "confirm.html", "confirm.txt", context)
     cfg = settings.file.email
     headers: list[bytes | str] = [_mailbox_header("From", mailbox_from(settings))]
     if cfg.reply_to:
