@@ -158,6 +158,8 @@ def ingest(
                 typer.echo(f"  new       [{article.section}] {article.title}")
             for article in report.updated:
                 typer.echo(f"  updated   [{article.section}] {article.title} (v{article.version})")
+            for reason in report.duplicates:
+                typer.echo(f"  duplicate {reason}")
             for reason in report.rejected:
                 typer.echo(f"  rejected  {reason}")
     if any(not r.ok for r in reports):

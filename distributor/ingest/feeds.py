@@ -38,13 +38,15 @@ from lxml import etree
 
 from distributor.articles import Article
 from distributor.errors import FeedError, RejectedItem
+from distributor.ingest.images import MediaRef, declared_side
 from distributor.ingest.normalise import (
-    MediaRef,
     RawItem,
     build_article,
     choose_base,
     escape_text,
     item_ref,
+    plain_as_html,
+    text_as_html,
     json_field,
     json_string_list,
     parse_time,
@@ -91,11 +93,34 @@ _SAFE_XML = {
 
 @dataclass
 class ParsedFeed:
-    """Articles that normalised cleanly, and one RejectedItem per item that did not."""
+    """Articles that normalised cleanly, one RejectedItem per item that did not, and one
+    line per item dropped as a duplicate of a later one in the same feed."""
 
     articles: list[Article] = field(default_factory=list)
     rejected: list[RejectedItem] = field(default_factory=list)
-    format: str = ""  # "rss", "atom" or "json"
+    format: str = ""  # "rss", "atom", "json" or "webhook"
+    duplicates: list[str] = field(default_factory=list)
+    items_read: int = 0  # every item seen, whatever became of it
+    # key -> (position, ref) of the item that currently holds the key.
+    _holders: dict[str, tuple[int, str]] = field(default_factory=dict, repr=False)
+
+    def add(self, article: Article, position: int, ref: str) -> None:
+        """Keep `article`; an earlier item with the same key gives way to it.
+
+        Feeds repeat a story (the same guid twice, or links that differ only in tracking
+        parameters): the later occurrence in document order wins, as a feed reader shows
+        it, and the earlier one is counted, so one article is stored once per batch.
+        """
+        earlier = self._holders.get(article.key)
+        if earlier is not None:
+            self.articles = [a for a in self.articles if a.key != article.key]
+            where = "batch" if self.format == "webhook" else "feed"
+            self.duplicates.append(
+                f"{earlier[1]}: duplicate in {where} of item {position} (same key {article.key}); "
+                f"item {position} kept"
+            )
+        self._holders[article.key] = (position, ref)
+        self.articles.append(article)
 
 
 def parse_feed(
@@ -114,9 +139,50 @@ def parse_feed(
     if head[:1] in (b"{", b"["):
         return _parse_json_feed(body, settings=settings, source=source, base_url=base_url, now=now)
     parsed = _parse_stream(body, settings=settings, source=source, base_url=base_url, now=now)
+    if parsed is None:
+        # A reference to a character XML forbids (&#xD800;) fails the whole document in
+        # libxml2: with those replaced, our reader may still take it.
+        scrubbed = scrub_char_refs(body)
+        if scrubbed is not body:
+            parsed = _parse_stream(scrubbed, settings=settings, source=source, base_url=base_url, now=now)
+            body = scrubbed
     if parsed is not None:
         return parsed
     return _parse_with_feedparser(body, settings=settings, source=source, base_url=base_url, now=now)
+
+
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
+_REPLACEMENT_REF = b"&#xFFFD;"
+
+
+def _is_xml_char(code: int) -> bool:
+    # XML 1.0's Char production: what a character reference may name.
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def _fix_char_ref(match: re.Match[bytes]) -> bytes:
+    hex_digits, digits = match.groups()
+    code = int(hex_digits, 16) if hex_digits else int(digits)
+    return match.group() if _is_xml_char(code) else _REPLACEMENT_REF
+
+
+def scrub_char_refs(body: bytes) -> bytes:
+    """`body` with each reference to a character XML forbids (lone surrogates, NUL and
+    other controls, beyond U+10FFFF) replaced by U+FFFD, which the text rules then drop.
+
+    Such a reference makes libxml2 refuse the document and feedparser crash encoding it
+    (UnicodeEncodeError), so one bad character used to lose the whole feed. Returns
+    `body` itself when nothing needed replacing.
+    """
+    if b"&#" not in body:
+        return body
+    fixed = _CHAR_REF.sub(_fix_char_ref, body)
+    return body if fixed == body else fixed
 
 
 def _add_item(
@@ -129,10 +195,11 @@ def _add_item(
     now: datetime,
 ) -> None:
     """Read and build one item into `parsed`; whatever goes wrong stays with this item."""
+    parsed.items_read += 1
     raw: RawItem | None = None
     try:
         raw = read()
-        parsed.articles.append(build_article(raw, settings=settings, source=source, now=now))
+        parsed.add(build_article(raw, settings=settings, source=source, now=now), position, raw.ref)
     except RejectedItem as exc:
         parsed.rejected.append(exc)
     except Exception as exc:  # a bug on one odd item must not lose the rest of the feed
@@ -243,12 +310,13 @@ def _read_media(item: Any, result: _ElementItem) -> None:
         if not url:
             continue
         caption = _first_caption(media)
+        size = {"width": declared_side(media.get("width")), "height": declared_side(media.get("height"))}
         if media.tag == _MEDIA_CONTENT:
             result.media.append(
-                MediaRef(url, "content", media.get("medium") or "", media.get("type") or "", caption)
+                MediaRef(url, "content", media.get("medium") or "", media.get("type") or "", caption, **size)
             )
         else:
-            result.media.append(MediaRef(url, "thumbnail", caption=caption))
+            result.media.append(MediaRef(url, "thumbnail", caption=caption, **size))
     # A caption on the item or its media:group (not inside one media:content) covers
     # whichever image is chosen.
     for container in (item, *item.iterchildren(_MEDIA_GROUP)):
@@ -293,9 +361,9 @@ def _read_element(item: Any, *, atom: bool) -> _ElementItem:
                 elif name == "updated":
                     result.updated = _text(child)
                 elif name == "author":
-                    result.authors += [_text(n) for n in child.iterchildren(_ns(ATOM_NS, "name"))]
+                    result.authors += [plain_as_html(_text(n)) for n in child.iterchildren(_ns(ATOM_NS, "name"))]
                 elif name == "category":
-                    result.categories.append(child.get("term") or child.get("label") or "")
+                    result.categories.append(plain_as_html(child.get("term") or child.get("label") or ""))
                 elif name == "link":
                     _read_atom_link(child, result)
             elif not atom and namespace in ("", RSS1_NS):
@@ -304,24 +372,24 @@ def _read_element(item: Any, *, atom: bool) -> _ElementItem:
                 elif name == "link" and not result.link:
                     result.link = _text(child)
                 elif name == "title" and result.title is None:
-                    result.title = _inner_markup(child, escape=False)
+                    result.title = text_as_html(_inner_markup(child, escape=False))
                 elif name == "description" and result.summary is None:
                     result.summary = _inner_markup(child, escape=False)
                 elif name == "pubDate":
                     result.published = _text(child)
                 elif name == "category":
-                    result.categories.append(_text(child))
+                    result.categories.append(text_as_html(_text(child)))
                 elif name == "author":
-                    result.authors.append(_rss_author(_text(child)))
+                    result.authors.append(text_as_html(_rss_author(_text(child))))
                 elif name == "enclosure" and child.get("url"):
                     result.media.append(MediaRef(child.get("url"), "enclosure", mime_type=child.get("type") or ""))
             elif not atom and namespace == CONTENT_NS and name == "encoded":
                 result.content = result.content or _inner_markup(child, escape=False)
             elif not atom and namespace == DC_NS:
                 if name == "creator":
-                    result.authors.append(_text(child))
+                    result.authors.append(text_as_html(_text(child)))
                 elif name == "subject":
-                    result.categories.append(_text(child))
+                    result.categories.append(text_as_html(_text(child)))
                 elif name == "date":
                     updated_fallback = updated_fallback or _text(child)
             elif not atom and namespace == ATOM_NS:
@@ -346,13 +414,15 @@ def _read_na(item: Any, result: _ElementItem) -> None:
         name = etree.QName(element).localname
         try:
             if name == "dateline" and not result.dateline:
-                result.dateline = _inner_markup(element, escape=False)
+                result.dateline = text_as_html(_inner_markup(element, escape=False))
             elif name == "readTime" and not result.read_time:
                 result.read_time = _text(element)
             elif name == "updated" and not result.na_updated:
                 result.na_updated = _text(element)
             elif name == "alsoRead" and (element.get("href") or "").strip():
-                result.also_read.append((_inner_markup(element, escape=False), element.get("href").strip()))
+                result.also_read.append(
+                    (text_as_html(_inner_markup(element, escape=False)), element.get("href").strip())
+                )
         except (ValueError, TypeError):  # a broken extension element is ignored, not fatal
             continue
 
@@ -427,7 +497,7 @@ def _parse_stream(
     waiting: list[_ElementItem] = []  # items before the feed's home link (a base for them)
 
     def add(element: _ElementItem) -> None:
-        position = len(parsed.articles) + len(parsed.rejected) + 1
+        position = parsed.items_read + 1
         read = partial(_raw_from_element, position, element, settings=settings, bases=(base_url, home))
         _add_item(parsed, position, read, settings=settings, source=source, now=now)
 
@@ -486,9 +556,22 @@ def _looks_like_html(body: bytes, root: Any) -> bool:
     return re.search(rb"<(!doctype\s+html|html[\s>])", body[:4096], re.IGNORECASE) is not None
 
 
+# A CDATA section (kept as it is), or an "&" that starts no character or entity reference.
+_BARE_AMPERSAND = re.compile(rb"(<!\[CDATA\[.*?\]\]>)|&(?!#[0-9]+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)", re.DOTALL)
+
+
+def _escape_bare_ampersands(body: bytes) -> bytes:
+    """"AT&T" in a broken feed is text: feedparser's lenient parser would read "&T" as an
+    unknown entity and print "AT&T;", so it gets the "&amp;" the publisher forgot."""
+    if b"&" not in body:
+        return body
+    return _BARE_AMPERSAND.sub(lambda m: m.group(1) or b"&amp;", body)
+
+
 def _parse_with_feedparser(
     body: bytes, *, settings: Settings, source: str, base_url: str, now: datetime
 ) -> ParsedFeed:
+    body = _escape_bare_ampersands(scrub_char_refs(body))
     # A stream, not the bytes: given bytes, feedparser first tries them as a file name
     # and would read a local file whose path a feed server sent as its body.
     result = feedparser.parse(
@@ -590,8 +673,13 @@ def _raw_from_entry(
 
     # The text comes from feedparser: on broken XML its reading beats a recovered tree.
     title = entry.get("title")
-    if title is not None and atom and detail("title").get("type") == "text/plain":
-        title = html.escape(title, quote=False)
+    if title is not None and not atom:
+        # RSS does not say: feedparser has decoded the text once, and we guess whether
+        # it is HTML by our rule, as our own reader does.
+        title = text_as_html(title)
+    elif title is not None and detail("title").get("type") == "text/plain":
+        title = plain_as_html(title)
+    as_html = plain_as_html if atom else text_as_html
     summary = entry.get("summary") or ""
     if contents and summary == contents[0]["value"]:
         summary = ""  # feedparser copies the body into a missing summary
@@ -612,12 +700,20 @@ def _raw_from_entry(
         url = (item.get("url") or "").strip()
         if url:
             media.append(
-                MediaRef(url, "content", item.get("medium") or "", item.get("type") or "", captions.get(url, ""))
+                MediaRef(
+                    url, "content", item.get("medium") or "", item.get("type") or "", captions.get(url, ""),
+                    width=declared_side(item.get("width")), height=declared_side(item.get("height")),
+                )
             )
     for item in entry.get("media_thumbnail") or ():
         url = (item.get("url") or "").strip()
         if url:
-            media.append(MediaRef(url, "thumbnail", caption=captions.get(url, "")))
+            media.append(
+                MediaRef(
+                    url, "thumbnail", caption=captions.get(url, ""),
+                    width=declared_side(item.get("width")), height=declared_side(item.get("height")),
+                )
+            )
     for item in entry.get("links") or ():
         if item.get("rel") == "enclosure" and item.get("href"):
             media.append(MediaRef(item["href"], "enclosure", mime_type=item.get("type") or ""))
@@ -632,8 +728,8 @@ def _raw_from_entry(
         content=content,
         published=_feed_date(entry.get("published"), settings),
         updated=_feed_date(_na_or(element.na_updated if element else "", entry.get("updated"), settings), settings),
-        categories=[t.get("term") or t.get("label") or "" for t in entry.get("tags") or ()],
-        authors=[a.get("name") or "" for a in entry.get("authors") or ()],
+        categories=[as_html(t.get("term") or t.get("label") or "") for t in entry.get("tags") or ()],
+        authors=[as_html(a.get("name") or "") for a in entry.get("authors") or ()],
         dateline=element.dateline if element else "",
         read_minutes=element.read_time if element else None,
         media=media,
@@ -691,7 +787,7 @@ def _json_also_read(ext: Mapping) -> list[tuple[str, str]]:
     if not isinstance(links, list):
         return []
     return [
-        (link["title"], link["url"])
+        (plain_as_html(link["title"]), link["url"])
         for link in links
         if isinstance(link, dict) and isinstance(link.get("title"), str) and isinstance(link.get("url"), str)
     ]
@@ -727,15 +823,15 @@ def _raw_from_json_item(
         guid=guid,
         link=get("url") or get("external_url") or "",
         link_field="url",
-        title=get("title"),
+        title=plain_as_html(get("title")) if get("title") is not None else None,
         summary=get("summary") or "",
         content=content_html if content_html else escape_text(content_text),
         published=_feed_date(get("date_published"), settings),
         updated=_feed_date(get("date_modified"), settings),
-        categories=json_string_list(item, "tags", ref),
-        section=_ext_str(ext, "section"),
-        authors=_json_authors(item),
-        dateline=_ext_str(ext, "dateline"),
+        categories=[plain_as_html(tag) for tag in json_string_list(item, "tags", ref)],
+        section=plain_as_html(_ext_str(ext, "section")),
+        authors=[plain_as_html(name) for name in _json_authors(item)],
+        dateline=plain_as_html(_ext_str(ext, "dateline")),
         read_minutes=ext.get("read_minutes"),
         media=[MediaRef(url, kind) for url, kind in ((image, "content"), (banner, "thumbnail")) if url],
         image_caption=_ext_str(ext, "image_caption"),

@@ -13,11 +13,12 @@ times are strings or datetimes as found. The rules decide what survives.
 from __future__ import annotations
 
 import html
+import html.entities
 import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_tz
 from functools import lru_cache
@@ -26,6 +27,7 @@ from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
 
 from distributor.articles import Article, RelatedLink
 from distributor.errors import RejectedItem
+from distributor.ingest.images import MediaRef, is_lead_image_candidate, media_from_img
 from distributor.settings import SectionConfig, Settings
 
 UTC = timezone.utc
@@ -96,21 +98,6 @@ _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
 # --- Raw item -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MediaRef:
-    """An image candidate as the source gave it.
-
-    `kind` is "content" (media:content, JSON image), "thumbnail" (media:thumbnail, JSON
-    banner_image) or "enclosure". `medium`/`mime_type` are as declared ("" when absent).
-    """
-
-    url: str
-    kind: str
-    medium: str = ""
-    mime_type: str = ""
-    caption: str = ""  # HTML
-
-
 @dataclass
 class RawItem:
     """One item as read, before any rule is applied (see the module docstring)."""
@@ -161,14 +148,27 @@ _UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\uff
 _TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9:-]*)")
 # Inside a tag: its closing ">", or the opening quote of an attribute value.
 _TAG_STOP = re.compile(r">|=\s*[\"']")
-_ATTR_SRC = re.compile(r"""(?<![\w:-])src\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
+_ATTRIBUTE = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
+# Body images looked at for a fallback lead image: trackers often come first, a photo
+# rarely later than this.
+_MAX_BODY_IMAGES = 8
 _RAW_TEXT_END = {name: re.compile(rf"</{name}(?=[\s/>])", re.IGNORECASE) for name in _RAW_TEXT_TAGS}
 
 
 @dataclass(frozen=True)
 class _HtmlText:
     paragraphs: tuple[str, ...]
-    first_image: str | None
+    images: tuple[MediaRef, ...]  # the first few <img> with a src, in document order
+
+
+def _img_attributes(markup: str, start: int, end: int) -> dict[str, str]:
+    """An <img> tag's attributes (names lower-cased, values entity-decoded; first wins)."""
+    attributes: dict[str, str] = {}
+    for match in _ATTRIBUTE.finditer(markup, start, end - 1):
+        name = match.group(1).lower()
+        value = next((g for g in match.groups()[1:] if g is not None), "")
+        attributes.setdefault(name, html.unescape(value).strip() if "&" in value else value.strip())
+    return attributes
 
 
 def _tag_end(markup: str, pos: int) -> int:
@@ -198,7 +198,7 @@ def _read_html(markup: str) -> _HtmlText:
         markup = markup.replace("<![CDATA[", "").replace("]]>", "")
     paragraphs: list[str] = []
     pieces: list[str] = []
-    first_image: str | None = None
+    images: list[MediaRef] = []
     hidden = 0
 
     def flush() -> None:
@@ -253,12 +253,12 @@ def _read_html(markup: str) -> _HtmlText:
             pos = size if after < 0 else after + 1
         elif tag in _HIDDEN_TAGS and not self_closing:
             hidden += 1
-        elif tag == "img" and first_image is None:
-            src = _ATTR_SRC.search(markup, name.end(), end)
-            if src:
-                first_image = html.unescape(next(g for g in src.groups() if g is not None)).strip() or None
+        elif tag == "img" and len(images) < _MAX_BODY_IMAGES:
+            attributes = _img_attributes(markup, name.end(), end)
+            if attributes.get("src"):
+                images.append(media_from_img(attributes["src"], attributes))
     flush()
-    return _HtmlText(tuple(paragraphs), first_image)
+    return _HtmlText(tuple(paragraphs), tuple(images))
 
 
 def html_to_paragraphs(markup: str | None) -> list[str]:
@@ -287,6 +287,51 @@ def escape_text(text: str | None) -> str:
         return ""
     blocks = re.split(r"\n\s*\n", text)
     return "".join(f"<p>{html.escape(block, quote=False)}</p>" for block in blocks)
+
+
+# HTML elements a headline, name or category may carry when a feed uses HTML there. A
+# "tag" outside this set ("<broad-based>", "<Budget>") is the publisher's text.
+_HTML_ELEMENTS = frozenset(
+    "a abbr acronym address b bdi bdo big blockquote br center cite code del dfn div em font "
+    "h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span strike strong "
+    "sub sup time tt u ul var wbr".split()
+)
+# Evidence of markup: a closing tag, or a tag with attributes or a self-closing slash.
+_CLOSING_TAG = re.compile(r"</\w+\s*>|<\w+(?:\s+[\w:-]+\s*=|\s*/>)")
+_ANY_TAG = re.compile(r"</?(\w+)")
+_ENTITY_REF = re.compile(r"&(#[0-9]+|#[xX][0-9a-fA-F]+|\w+);")
+
+
+def looks_like_html(text: str) -> bool:
+    """Does text of an undeclared type (an RSS title, author or category) use HTML?
+
+    RSS never says, so we guess much as feedparser does: only with a closing tag, a tag
+    with attributes or "/>", or an entity reference, and only when every tag is a real
+    HTML element and every named entity a real HTML entity. `Rally <broad-based>` and `<Budget> 2026` are text; `<b>Live</b>` and
+    `Tom &amp; Jerry` (escaped twice by the CMS) are HTML.
+    """
+    if "<" not in text and "&" not in text:
+        return False
+    if not (_CLOSING_TAG.search(text) or _ENTITY_REF.search(text)):
+        return False
+    if any(name.lower() not in _HTML_ELEMENTS for name in _ANY_TAG.findall(text)):
+        return False
+    return all(
+        name.startswith("#") or f"{name};" in html.entities.html5 for name in _ENTITY_REF.findall(text)
+    )
+
+
+def text_as_html(text: str | None) -> str:
+    """A field of undeclared type as the HTML `RawItem` holds: kept when it evidently is
+    HTML (`looks_like_html`), else escaped, so a literal "<", ">" or "&" survives."""
+    if not text:
+        return ""
+    return text if looks_like_html(text) else html.escape(text, quote=False)
+
+
+def plain_as_html(text: str | None) -> str:
+    """A field the source declares as plain text (JSON Feed, webhook, Atom type="text")."""
+    return html.escape(text, quote=False) if text else ""
 
 
 def _is_joiner(char: str) -> bool:
@@ -338,11 +383,18 @@ def count_words(markup: str | None) -> int:
     return sum(len(paragraph.split()) for paragraph in html_to_paragraphs(markup))
 
 
+def body_images(markup: str | None) -> tuple[MediaRef, ...]:
+    """The first few <img> of an HTML fragment (src as written, entities decoded), with
+    the size and attributes they declare."""
+    if not markup or "<" not in markup:
+        return ()
+    return _read_html(markup).images
+
+
 def first_image_src(markup: str | None) -> str | None:
     """The src of the first <img> of an HTML fragment (as written, entities decoded)."""
-    if not markup or "<" not in markup:
-        return None
-    return _read_html(markup).first_image
+    images = body_images(markup)
+    return images[0].url if images else None
 
 
 # --- URLs -----------------------------------------------------------------------------
@@ -493,12 +545,15 @@ def classify_categories(
 
 
 def merge_tags(*groups: Iterable[str]) -> tuple[str, ...]:
-    """Tags from several lists, plain text, de-duplicated case-insensitively, capped."""
+    """Tags from several lists of plain text, de-duplicated case-insensitively, capped.
+
+    The lists hold text already (see `classify_categories`): running the HTML rules a
+    second time would eat a literal "<Labs>" the first run decoded.
+    """
     seen: set[str] = set()
     tags: list[str] = []
     for group in groups:
         for tag in group:
-            tag = plain_text(tag, TAG_MAX_CHARS)
             if tag and tag.casefold() not in seen:
                 seen.add(tag.casefold())
                 tags.append(tag)
@@ -648,18 +703,23 @@ def choose_image(
     item_caption: str = "",
 ) -> tuple[str | None, str]:
     """(image URL, caption): the first usable of media:content, media:thumbnail, an image
-    enclosure, then the first <img> of the body and of the summary. A candidate that is
-    not http(s) (data:, javascript:) or too long is skipped, not fatal. The caption is
-    the chosen image's own, else the item's; no image, no caption."""
+    enclosure, then (only as a fallback) an <img> of the body, then of the summary.
+
+    Usable: an image that may lead an article (`images.is_lead_image_candidate`: not a
+    tracker, not declared tiny, not data: or other non-http(s), no script on it) whose
+    absolute URL fits the column. Anything else is skipped, never fatal. The caption is
+    the chosen image's own, else the item's; no image, no caption.
+    """
     ordered = sorted(
         (m for m in media if is_image_media(m)), key=lambda m: _MEDIA_ORDER.get(m.kind, 9)
     )
-    candidates = [(m.url, m.caption) for m in ordered]
-    candidates += [(src, "") for src in (first_image_src(content), first_image_src(summary)) if src]
-    for url, caption in candidates:
-        absolute = absolute_http_url(url, base)
-        if absolute and len(absolute) <= MAX_URL_CHARS:
-            text = plain_text(caption, CAPTION_MAX_CHARS) or plain_text(item_caption, CAPTION_MAX_CHARS)
+    candidates = [*ordered, *body_images(content), *body_images(summary)]
+    for candidate in candidates:
+        if not is_lead_image_candidate(candidate):
+            continue
+        absolute = absolute_http_url(candidate.url, base)
+        if absolute and len(absolute) <= MAX_URL_CHARS and is_lead_image_candidate(replace(candidate, url=absolute)):
+            text = plain_text(candidate.caption, CAPTION_MAX_CHARS) or plain_text(item_caption, CAPTION_MAX_CHARS)
             return absolute, text
     return None, ""
 
@@ -711,16 +771,46 @@ def item_ref(position: int | None, *, guid: str = "", link: str = "", title: str
 
 # --- The whole item -------------------------------------------------------------------
 def build_article(raw: RawItem, *, settings: Settings, source: str, now: datetime) -> Article:
-    """Apply every rule to one raw item. Raises RejectedItem naming the field at fault."""
+    """Apply every rule to one raw item. Raises RejectedItem naming the field at fault.
+
+    An unexpected error inside one rule (a bug, or input nobody foresaw) also becomes a
+    RejectedItem naming the field being read, so it stays with this item.
+    """
+    progress = _Progress()
+    try:
+        return _build_article_fields(raw, settings=settings, source=source, now=now, progress=progress)
+    except RejectedItem:
+        raise
+    except Exception as exc:
+        raise RejectedItem(
+            f"{progress.field}: could not be read ({type(exc).__name__}: {exc})", raw.ref
+        ) from exc
+
+
+class _Progress:
+    """Which field `build_article` is on, for the rejection message of a crash."""
+
+    __slots__ = ("field",)
+
+    def __init__(self) -> None:
+        self.field = "title"
+
+
+def _build_article_fields(
+    raw: RawItem, *, settings: Settings, source: str, now: datetime, progress: _Progress
+) -> Article:
     if raw.title is None or not raw.title.strip():
         raise RejectedItem("title: missing", raw.ref)
     title = make_title(raw.title)
     if not title:
         raise RejectedItem("title: nothing left after removing markup", raw.ref)
 
+    progress.field = raw.link_field
     base = raw.base_url or settings.site.base_url
-    link = (raw.link or "").strip()
-    guid = (raw.guid or "").strip()
+    # Identity fields skip the text rules, so they are cleaned here: a lone surrogate
+    # (&#xD800;) in a guid would otherwise reach the database encoder.
+    link = _clean_chars(raw.link or "").strip()
+    guid = _clean_chars(raw.guid or "").strip()
     if link:
         url = absolute_http_url(link, base)
         if url is None:
@@ -736,38 +826,53 @@ def build_article(raw: RawItem, *, settings: Settings, source: str, now: datetim
     url = canonical_url(url)
     if len(url) > MAX_URL_CHARS:
         raise RejectedItem(f"{raw.link_field}: longer than {MAX_URL_CHARS} characters", raw.ref)
+    progress.field = "guid"
     key = article_key(guid, url)
     if len(key) > MAX_KEY_CHARS:
         raise RejectedItem(f"guid: longer than {MAX_KEY_CHARS} characters", raw.ref)
 
+    progress.field = "category"
     section, trending, category_tags = classify_categories(
         raw.categories, explicit_section=raw.section, url=url, settings=settings
     )
+    progress.field = "date"
     published_at, updated_at, date_missing = resolve_times(
         raw.published, raw.updated, now=now, tz=settings.tz
     )
+    progress.field = "image"
     image_url, image_caption = choose_image(
         raw.media, content=raw.content, summary=raw.summary, base=base,
         item_caption=raw.image_caption,
     )
+    progress.field = "read time"
     read_minutes = parse_read_minutes(raw.read_minutes)
     if read_minutes is None:
         read_minutes = estimate_read_minutes(raw.content)
+    progress.field = "summary"
+    standfirst = make_standfirst(raw.summary, raw.content)
+    progress.field = "author"
+    byline = make_byline(raw.authors)
+    progress.field = "dateline"
+    dateline = plain_text(raw.dateline, DATELINE_MAX_CHARS)
+    progress.field = "tags"
+    tags = merge_tags(category_tags, (plain_text(tag, TAG_MAX_CHARS) for tag in raw.tags))
+    progress.field = "also read"
+    also_read = related_links(raw.also_read, base=base, article_url=url)
     return Article(
         key=key,
         url=url,
         title=title,
         section=section,
         published_at=published_at,
-        standfirst=make_standfirst(raw.summary, raw.content),
-        byline=make_byline(raw.authors),
-        dateline=plain_text(raw.dateline, DATELINE_MAX_CHARS),
+        standfirst=standfirst,
+        byline=byline,
+        dateline=dateline,
         updated_at=updated_at,
         image_url=image_url,
         image_caption=image_caption,
-        tags=merge_tags(category_tags, raw.tags),
+        tags=tags,
         read_minutes=read_minutes,
-        also_read=related_links(raw.also_read, base=base, article_url=url),
+        also_read=also_read,
         trending=trending or raw.trending,
         date_missing=date_missing,
         source=source,
@@ -855,7 +960,7 @@ def _webhook_also_read(data: Mapping, ref: str) -> list[tuple[str, str]]:
         url = json_field(entry, "url", (str,), ref, label=f"{label}.url")
         if not url:
             raise RejectedItem(f"{label}.url: missing", ref)
-        links.append((title or "", url))
+        links.append((plain_as_html(title), url))
     return links
 
 
@@ -865,6 +970,8 @@ def article_from_mapping(
     """Build an Article from the webhook's JSON fields (documented in README).
 
     Fields: id (optional guid), url and title (required), standfirst (HTML or text),
+    (title, byline, dateline, section, categories, tags and also_read titles are plain
+    text: a "<" or "&" in them is the publisher's character, never markup),
     section (slug, label or alias), categories, byline, dateline, published_at and
     updated_at (ISO 8601; without a zone the site's timezone is assumed), image_url,
     image_caption, tags, read_minutes, also_read ([{title, url}]), trending. Null means
@@ -906,15 +1013,15 @@ def article_from_mapping(
         guid=str(guid) if guid is not None else "",
         link=url,
         link_field="url",
-        title=get("title"),
+        title=plain_as_html(get("title")) if get("title") is not None else None,
         summary=get("standfirst") or "",
         published=_webhook_time(data, "published_at", ref, settings.tz),
         updated=_webhook_time(data, "updated_at", ref, settings.tz),
-        categories=json_string_list(data, "categories", ref),
-        section=get("section") or "",
-        tags=json_string_list(data, "tags", ref),
-        authors=[byline] if byline else [],
-        dateline=get("dateline") or "",
+        categories=[plain_as_html(c) for c in json_string_list(data, "categories", ref)],
+        section=plain_as_html(get("section")),
+        tags=[plain_as_html(t) for t in json_string_list(data, "tags", ref)],
+        authors=[plain_as_html(byline)] if byline else [],
+        dateline=plain_as_html(get("dateline")),
         read_minutes=read_minutes,
         media=[MediaRef(url=image_url, kind="content")] if image_url else [],
         image_caption=get("image_caption") or "",

@@ -31,6 +31,8 @@ class IngestReport:
     updated: list[Article] = field(default_factory=list)
     unchanged: int = 0
     rejected: list[str] = field(default_factory=list)
+    # Items dropped because a later item of the same feed (or webhook batch) had their key.
+    duplicates: list[str] = field(default_factory=list)
     not_modified: bool = False
     error: str | None = None
     # (key, outcome) for every stored article, in input order.
@@ -45,9 +47,10 @@ class IngestReport:
             return f"{self.source}: FAILED: {self.error}"
         if self.not_modified:
             return f"{self.source}: not modified (304), nothing to do"
+        duplicates = f", {len(self.duplicates)} duplicate in feed" if self.duplicates else ""
         return (
             f"{self.source}: {len(self.new)} new, {len(self.updated)} updated, "
-            f"{self.unchanged} unchanged, {len(self.rejected)} rejected"
+            f"{self.unchanged} unchanged{duplicates}, {len(self.rejected)} rejected"
         )
 
     def as_dict(self) -> dict:
@@ -60,6 +63,7 @@ class IngestReport:
             "updated": [a.key for a in self.updated],
             "unchanged": self.unchanged,
             "rejected": list(self.rejected),
+            "duplicates": list(self.duplicates),
         }
 
 
@@ -89,10 +93,24 @@ def redate(articles: Sequence[Article], now: datetime) -> list[Article]:
 def store_articles(
     settings: Settings, store: Store, articles: Sequence[Article], report: IngestReport
 ) -> IngestReport:
-    """Save parsed articles and fill the report's new / updated / unchanged."""
-    for article, outcome in save_articles(
-        store, articles, significant_fields=settings.file.ingest.significant_fields
-    ):
+    """Save parsed articles and fill the report's new / updated / unchanged.
+
+    The batch is saved in one transaction; should that fail, each article is saved on its
+    own, so one that the database refuses is rejected (named in the report) and the rest
+    are kept.
+    """
+    significant = settings.file.ingest.significant_fields
+    try:
+        saved = save_articles(store, articles, significant_fields=significant)
+    except Exception:  # noqa: BLE001 - any refusal: find the article at fault, keep the rest
+        log.warning("saving %d article(s) as one batch failed; saving each alone", len(articles), exc_info=True)
+        saved = []
+        for article in articles:
+            try:
+                saved += save_articles(store, [article], significant_fields=significant)
+            except Exception as exc:  # noqa: BLE001
+                report.rejected.append(f"{article.key}: could not be stored ({type(exc).__name__}: {exc})")
+    for article, outcome in saved:
         report.outcomes.append((article.key, outcome))
         if outcome == "new":
             report.new.append(article)
@@ -175,6 +193,7 @@ def ingest_source(
                 result.body, settings=settings, source=name, base_url=result.base_url, now=now
             )
             report.rejected = [str(r) for r in parsed.rejected]
+            report.duplicates = list(parsed.duplicates)
             articles = redate(parsed.articles, now) if redate_dates else parsed.articles
             store_articles(settings, store, articles, report)
     except FeedError as exc:

@@ -112,7 +112,10 @@ def save_articles(
             chunk = keys[start : start + _LOOKUP_CHUNK]
             for row in session.scalars(select(ArticleRow).where(ArticleRow.key.in_(chunk))):
                 existing[row.key] = row
-        pending_versions: list[tuple[ArticleRow, Article]] = []
+        # (row, article, version, hash) taken when the version is made: a key seen twice
+        # in one batch makes two versions, and reading row.version at flush time would
+        # give both the same number (a UNIQUE violation that lost the whole batch).
+        pending_versions: list[tuple[ArticleRow, Article, int, str]] = []
         for article in articles:
             digest = article.content_hash()
             row = existing.get(article.key)
@@ -128,7 +131,7 @@ def save_articles(
                 _fill_row(row, article)
                 session.add(row)
                 existing[article.key] = row
-                pending_versions.append((row, article))
+                pending_versions.append((row, article, 1, digest))
                 results.append((article, "new"))
                 continue
             if row.content_hash == digest:
@@ -146,15 +149,15 @@ def save_articles(
             row.content_hash = digest
             row.version += 1
             row.last_changed_at = now
-            pending_versions.append((row, article))
+            pending_versions.append((row, article, row.version, digest))
             results.append((article, "updated"))
         session.flush()
-        for row, article in pending_versions:
+        for row, article, version, digest in pending_versions:
             session.add(
                 ArticleVersionRow(
                     article_id=row.id,
-                    version=row.version,
-                    content_hash=row.content_hash,
+                    version=version,
+                    content_hash=digest,
                     data=_version_data(article),
                     recorded_at=now,
                 )

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from distributor.articles import Article
 from distributor.errors import RejectedItem, SignatureError
 from distributor.ingest.normalise import article_from_mapping
+from distributor.ingest.feeds import ParsedFeed
 from distributor.ingest.pipeline import IngestReport, store_articles
 from distributor.ingest.webhook import (
     SIGNATURE_HEADER,
@@ -127,23 +128,25 @@ def ingest_items(
     settings: Settings, store: Store, items: Sequence[object], now: datetime
 ) -> tuple[list[dict], list[dict], IngestReport]:
     """Normalise each item on its own, store the good ones: (results, rejected, report)."""
-    articles: list[Article] = []
+    batch = ParsedFeed(format="webhook")  # collapses repeated keys as a feed does
     rejected: list[dict] = []
     for index, item in enumerate(items):
         try:
-            articles.append(
-                article_from_mapping(
-                    item,
-                    settings=settings,
-                    source=SOURCE,
-                    base_url=settings.site.base_url,
-                    now=now,
-                )
+            article = article_from_mapping(
+                item,
+                settings=settings,
+                source=SOURCE,
+                base_url=settings.site.base_url,
+                now=now,
             )
         except RejectedItem as exc:
             rejected.append({"index": index, "reason": str(exc)})
+            continue
+        batch.add(article, index, f"item {index}")
+    articles = batch.articles
     report = IngestReport(source=SOURCE)
     report.rejected = [f"item {r['index']}: {r['reason']}" for r in rejected]
+    report.duplicates = list(batch.duplicates)
     if articles:
         store_articles(settings, store, articles, report)
     for reason in report.rejected:
@@ -201,4 +204,8 @@ async def receive_articles(
     hook = getattr(request.app.state, "on_ingested", None)
     if hook is not None and (report.new or report.updated):
         background = BackgroundTask(hook, report)
-    return JSONResponse({"results": results, "rejected": rejected}, status_code=status, background=background)
+    answer: dict = {"results": results, "rejected": rejected}
+    if report.duplicates:
+        # Only when there were any, so the common answer keeps its documented shape.
+        answer["duplicates"] = list(report.duplicates)
+    return JSONResponse(answer, status_code=status, background=background)

@@ -305,3 +305,17 @@ def test_default_hook_posts_to_the_telegram_outbox(settings, store):
     outbox = settings.outbox_dir / "telegram"
     posted = [json.loads(p.read_text(encoding="utf-8")) for p in outbox.glob("*.json")]
     assert {p["params"]["chat_id"] for p in posted} == {"@newsarena", "@newsarena_sports"}
+
+
+def test_a_batch_repeating_an_article_stores_it_once_the_later_wins(client, store):
+    first = {**SEED, "url": SEED["url"] + "?utm_source=rss", "id": None, "standfirst": "First telling."}
+    second = {**SEED, "url": SEED["url"] + "?utm_source=twitter&fbclid=x", "id": None, "standfirst": "Corrected."}
+    response = post(client, encode({"articles": [first, OTHER, second]}))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert sorted(r["key"] for r in body["results"]) == sorted([SEED["url"], OTHER["id"]])
+    assert all(r["outcome"] == "new" for r in body["results"])
+    assert body["duplicates"] == [
+        f"item 0: duplicate in batch of item 2 (same key {SEED['url']}); item 2 kept"
+    ]
+    assert find_article(store, SEED["url"]).standfirst == "Corrected."
