@@ -536,6 +536,22 @@ class WebConfig(_Strict):
         return value
 
 
+class AdminConfig(_Strict):
+    """The operator console at /admin. (Issue: console.)"""
+
+    # Minutes a signed-in console session may sit unused before it ends.
+    idle_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
+    # Failed or not, login attempts allowed per account and per client network (an IPv6
+    # /64 or an IPv4 address) in each window; more are refused with 429 until it passes.
+    login_per_account: int = Field(default=5, ge=1, le=1000)
+    login_per_ip: int = Field(default=20, ge=1, le=100_000)
+    login_window_seconds: int = Field(default=900, ge=1, le=86_400)
+    # Test sends (preview to one address) an operator may make per hour.
+    test_sends_per_hour: int = Field(default=20, ge=1, le=10_000)
+    # How often the live parts of a page (progress bars) ask for fresh figures, seconds.
+    refresh_seconds: int = Field(default=3, ge=1, le=300)
+
+
 class TelegramConfig(_Strict):
     """Telegram sending: rate limits, retries, edits, timeouts. (Issue: telegram.)
 
@@ -695,6 +711,7 @@ class FileConfig(_Strict):
     telegram: TelegramConfig = TelegramConfig()
     email: EmailConfig = EmailConfig()
     web: WebConfig = WebConfig()
+    admin: AdminConfig = AdminConfig()
     trending: TrendingConfig = TrendingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     celery: CeleryConfig = CeleryConfig()

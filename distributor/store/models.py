@@ -368,3 +368,33 @@ class PendingViewRow(Base):
 
 
 Index("ix_trending_pending_views_minute", PendingViewRow.minute)
+
+
+# --- console issue: operator accounts and their sessions (migration 0014) ---
+
+
+class OperatorRow(Base):
+    """A person who may use the operator console at /admin, with one role."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # viewer (reads) < editor (schedules, previews, test sends, pins) < admin (everything)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))  # argon2id, with its parameters
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class OperatorSessionRow(Base):
+    """One signed-in browser. The cookie carries a random token; only its digest is kept,
+    so a copy of the database cannot be replayed as a login."""
+
+    __tablename__ = "operator_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
