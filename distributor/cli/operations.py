@@ -220,6 +220,27 @@ def _outbox_summary(s) -> list[str]:  # noqa: ANN001 - Settings
     return lines
 
 
+def _console_lines(s, store, host: str, port: int) -> list[str]:  # noqa: ANN001 - Settings, Store
+    """Where the pages are; in the zero-configuration demo (outboxes only, web on loopback)
+    the first run also makes an admin "demo" and prints its password, once."""
+    from distributor import operators
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    lines = [f"subscribe page: http://{shown}:{port}/subscribe", f"console: http://{shown}:{port}/admin"]
+    demo = (
+        not s.env.smtp_url
+        and not s.env.telegram_bot_token
+        and host in ("127.0.0.1", "localhost", "::1")
+    )
+    if demo:
+        login = operators.ensure_demo_operator(store)
+        if login is not None:
+            lines.append(f"console demo login (shown once): {login[0]} / {login[1]}")
+    elif operators.count(store) == 0:
+        lines.append("console: no operators yet; add one with `distributor operators add NAME --role admin`")
+    return lines
+
+
 @app.command()
 def run(
     once: bool = typer.Option(False, "--once", help="One full cycle, then exit."),
@@ -244,6 +265,9 @@ def run(
         typer.echo(line)
     if once:
         return
+    if web:
+        for line in _console_lines(s, store, host, port):
+            typer.echo(line)
     _export_config()
     broker = "Redis" if s.redis_url else "in-process memory broker"
     typer.echo(f"running worker and beat ({broker})" + (f", web on http://{host}:{port}" if web else "") + "; Ctrl-C stops")
