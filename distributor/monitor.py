@@ -234,3 +234,24 @@ def paused_channels(store: Store) -> list[dict]:
     with store.session() as session:
         rows = session.scalars(select(ChannelStateRow).where(ChannelStateRow.paused.is_(True)).order_by(ChannelStateRow.channel))
         return [{"channel": r.channel, "reason": r.reason, "paused_at": r.paused_at} for r in rows]
+
+
+def audience(settings: Settings, store: Store, edition: str) -> int:
+    """Confirmed subscribers who would get `edition` by email now (all zones)."""
+    from distributor.store.models import SubscriberRow
+
+    defaults = {name for name, config in settings.editions.items() if config.default}
+    total = 0
+    after = 0
+    while True:
+        with store.session() as session:
+            page = session.execute(
+                select(SubscriberRow.id, SubscriberRow.editions)
+                .where(SubscriberRow.status == "confirmed", SubscriberRow.id > after)
+                .order_by(SubscriberRow.id)
+                .limit(5000)
+            ).all()
+        if not page:
+            return total
+        total += sum(1 for _, editions in page if edition in (editions if editions is not None else defaults))
+        after = page[-1][0]
