@@ -644,11 +644,13 @@ def render_variant(
     sections: Sequence[str] | None,
     run_id: int | None,
     now: datetime,
+    subject_prefix: str = "",
 ) -> RenderedVariant:
     """Render one variant of an issue: Jinja, premailer and MIME encoding, once.
 
     `sections`: the reader's section slugs (None or empty: all). `run_id`: the issue's
     run (None in previews: no "View in browser" link). `now`: the Date header.
+    `subject_prefix`: put before the Subject (a console test send's "[Test] ").
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (it becomes the Date header)")
@@ -689,6 +691,7 @@ def render_variant(
         "preferences_url": slots.token("preferences"),
     }
     subject, html, text = _render_message("subject.txt", "digest.html", "digest.txt", context)
+    subject = subject_prefix + subject
     html_parts, text_parts = slots.split(html), slots.split(text)
 
     list_name = f"{settings.site.name} {edition.label}"

@@ -127,27 +127,28 @@ def client_network(request: Request) -> str:
 _LIMITER_LOCK = threading.Lock()
 
 
-def _limiter(request: Request) -> MovingWindowRateLimiter:
+def limiter(request: Request) -> MovingWindowRateLimiter:
+    """The console's rate limiter (shared by logins and test sends)."""
     state = request.app.state
     with _LIMITER_LOCK:
-        limiter = getattr(state, "admin_login_limiter", None)
-        if limiter is None:
+        found = getattr(state, "admin_limiter", None)
+        if found is None:
             url = _settings(request).redis_url
             storage = storage_from_string(url) if url else MemoryStorage()
-            limiter = state.admin_login_limiter = MovingWindowRateLimiter(storage)
-    return limiter
+            found = state.admin_limiter = MovingWindowRateLimiter(storage)
+    return found
 
 
 def _login_allowed(request: Request, name: str) -> bool:
     config = _settings(request).file.admin
-    limiter = _limiter(request)
+    rates = limiter(request)
     account = hashlib.sha256(name.strip().lower().encode()).hexdigest()[:24]
     per_account = RateLimitItemPerSecond(config.login_per_account, config.login_window_seconds)
     per_network = RateLimitItemPerSecond(config.login_per_ip, config.login_window_seconds)
     # Both are counted even when the first refuses, so hammering one account still costs
     # the attacker's network its budget.
-    ok_account = limiter.hit(per_account, "distributor:admin-login:account", account)
-    ok_network = limiter.hit(per_network, "distributor:admin-login:net", client_network(request))
+    ok_account = rates.hit(per_account, "distributor:admin-login:account", account)
+    ok_network = rates.hit(per_network, "distributor:admin-login:net", client_network(request))
     return ok_account and ok_network
 
 
