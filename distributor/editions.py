@@ -61,10 +61,6 @@ class Limits:
     max_articles: int | None = None
     sections: tuple[tuple[str, int], ...] = ()
 
-    @property
-    def none(self) -> bool:
-        return self.max_articles is None and not self.sections
-
     def for_section(self, slug: str) -> int | None:
         return dict(self.sections).get(slug)
 
