@@ -1,7 +1,9 @@
 """Editions: pick an issue's articles from its window and group them for the renderers.
 
 `assemble` is pure (articles in, Edition out) so grouping and ordering are tested without
-a database; `build_edition` is the thin part that reads the store.
+a database; `build_edition` is the thin part that reads the store. An issue keeps every
+candidate; each reader's or channel's variant (`Edition.for_sections`) applies the limits,
+so no chosen section with news is ever left empty by the sections before it.
 """
 
 from __future__ import annotations
@@ -49,16 +51,91 @@ class SectionGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """How many articles one variant of an issue may show: declared data, stored with a run.
+
+    `max_articles` (None: no cap) counts Trending too; `sections` caps single sections
+    (slug, most articles); a section not listed is uncapped.
+    """
+
+    max_articles: int | None = None
+    sections: tuple[tuple[str, int], ...] = ()
+
+    def for_section(self, slug: str) -> int | None:
+        return dict(self.sections).get(slug)
+
+    def as_dict(self) -> dict:
+        return {"max_articles": self.max_articles, "sections": dict(self.sections)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping | None) -> "Limits":
+        if not data:
+            return cls()
+        cap = data.get("max_articles")
+        return cls(
+            max_articles=None if cap is None else int(cap),
+            sections=tuple(sorted((str(k), int(v)) for k, v in (data.get("sections") or {}).items())),
+        )
+
+
+NO_LIMITS = Limits()
+
+
+def share_round_robin(groups: Sequence[SectionGroup], budget: int | None, limits: Limits) -> tuple[SectionGroup, ...]:
+    """Spend `budget` articles across `groups` fairly: what "round-robin" means here.
+
+    Each group is first cut to its section's limit (newest first, as the group is
+    ordered). Then turns are taken in the groups' order (the site's section order): one
+    article from each group that still has one, then a second from each, and so on,
+    until the budget is spent or every group is exhausted. So every group gets an
+    article before any gets a second, and a short last round favours the earlier
+    sections. The result keeps the groups' order and each group's newest articles;
+    groups left with nothing are dropped. `budget` None means no cap.
+    """
+    capped = []
+    for group in groups:
+        cap = limits.for_section(group.section.slug)
+        capped.append(group.articles if cap is None else group.articles[: max(cap, 0)])
+    if budget is None:
+        taken = [len(articles) for articles in capped]
+    else:
+        taken = [0] * len(capped)
+        left = max(budget, 0)
+        # Each group's share is min(its length, the round reached), plus one for the
+        # earlier groups in a partial last round; walking the rounds keeps that obvious.
+        while left > 0:
+            moved = False
+            for i, articles in enumerate(capped):
+                if left and taken[i] < len(articles):
+                    taken[i] += 1
+                    left -= 1
+                    moved = True
+            if not moved:
+                break
+    return tuple(
+        SectionGroup(group.section, articles[:n]) for group, articles, n in zip(groups, capped, taken) if n
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Edition:
-    """One issue's content: the value both the email and Telegram renderers take."""
+    """One issue's content, or one variant of it: the value the renderers take.
+
+    An issue built by `assemble` holds every candidate of its window (Trending picked,
+    the rest grouped by section) and the `limits` to apply; `for_sections` makes a
+    reader's (or channel's) variant with the limits applied. Renderers are given
+    variants, never the issue itself. A variant has no limits left (`NO_LIMITS`), so
+    making a variant of a variant changes nothing but the section choice.
+    """
 
     name: str
     label: str
     window: Window
     trending: tuple[Article, ...]
     groups: tuple[SectionGroup, ...]
-    # Articles in the window that the limits left out (shown as "N more on the site").
+    # Articles of this variant's sections that it does not show ("N more on the site").
     omitted: int = 0
+    limits: Limits = NO_LIMITS
 
     @property
     def articles(self) -> tuple[Article, ...]:
@@ -76,27 +153,42 @@ class Edition:
     def for_sections(self, slugs: Iterable[str] | None) -> "Edition":
         """The variant for a reader who chose these sections (None or empty: all).
 
-        Trending keeps only articles of chosen sections, so a Sports-only reader is not
-        led by a Politics story.
+        In this order: keep the chosen sections (Trending keeps only articles of chosen
+        sections, so a Sports-only reader is not led by a Politics story); cut Trending
+        to max_articles; then share what is left of max_articles across the chosen
+        sections with `share_round_robin`, each section within its own limit. So every
+        chosen section with articles in the window appears, whatever the day's volume.
+        `omitted` counts the articles of the chosen sections left out (plus any an older
+        stored issue had already left out).
         """
         chosen = set(slugs or ())
-        if not chosen:
-            return self
+        trending = tuple(a for a in self.trending if not chosen or a.section in chosen)
+        groups = tuple(g for g in self.groups if not chosen or g.section.slug in chosen)
+        offered = len(trending) + sum(len(g.articles) for g in groups)
+        budget = self.limits.max_articles
+        if budget is not None:
+            trending = trending[: max(budget, 0)]
+            budget -= len(trending)
+        groups = share_round_robin(groups, budget, self.limits)
+        shown = len(trending) + sum(len(g.articles) for g in groups)
         return Edition(
             name=self.name,
             label=self.label,
             window=self.window,
-            trending=tuple(a for a in self.trending if a.section in chosen),
-            groups=tuple(g for g in self.groups if g.section.slug in chosen),
-            omitted=self.omitted,
+            trending=trending,
+            groups=groups,
+            omitted=self.omitted + offered - shown,
+            limits=NO_LIMITS,
         )
 
     def layout(self) -> dict:
-        """Which article keys go where: stored with a run so its issue never changes later."""
+        """Which article keys go where, and the limits: stored with a run so its issue (and
+        every variant of it) never changes later."""
         return {
             "trending": [a.key for a in self.trending],
             "sections": [[g.section.slug, [a.key for a in g.articles]] for g in self.groups],
             "omitted": self.omitted,
+            "limits": self.limits.as_dict(),
         }
 
     @classmethod
@@ -109,7 +201,11 @@ class Edition:
         articles: dict[str, Article],
         sections: Sequence[Section],
     ) -> "Edition":
-        """Rebuild a stored issue; articles deleted since are left out, sections kept in order."""
+        """Rebuild a stored issue; articles deleted since are left out, sections kept in order.
+
+        A layout stored before issues kept every candidate has no "limits": its lists
+        were already limited, so it loads with none and its stored omitted count.
+        """
         by_slug = {s.slug: s for s in sections}
         groups = []
         for slug, keys in layout.get("sections", []):
@@ -124,6 +220,7 @@ class Edition:
             trending=tuple(articles[k] for k in layout.get("trending", []) if k in articles),
             groups=tuple(groups),
             omitted=int(layout.get("omitted", 0)),
+            limits=Limits.from_dict(layout.get("limits")),
         )
 
     def as_dict(self) -> dict:
@@ -185,22 +282,22 @@ def assemble(
     scores: Mapping[str, float] | None = None,
     min_score: float = 0.0,
 ) -> Edition:
-    """Group the window's articles: Trending first, then sections in configured order.
+    """Every candidate of the window, grouped: Trending first, then sections in configured order.
 
     Rules: only articles published or significantly updated inside the window; each
     article at most once (Trending wins); sections in the given order, empty ones left
     out; newest first inside a group, ties broken by key; pinned articles lead Trending
-    in pin order; per-section limits, then the edition's max_articles over the whole
-    issue in reading order. An article whose section is no longer configured is shown
-    under `fallback` (default: the first section), never dropped.
+    in pin order. An article whose section is no longer configured is shown under
+    `fallback` (default: the first section), never dropped. Nothing else is cut here:
+    the per-section limits and max_articles travel with the Edition and are applied per
+    variant (`Edition.for_sections`), after the reader's section choice.
 
     After the pins, Trending takes: without `scores`, the feed-flagged articles, newest
     first; with `scores` (article key -> points now, the editor flag already counted in),
     the articles scoring above zero and at least `min_score`, best first, ties by key.
-    Either way at most the edition's trending_limit. A `kind = "trending"` edition is its
-    Trending group alone (no sections, nothing counted as omitted).
+    Either way at most the edition's trending_limit (and max_articles). A
+    `kind = "trending"` edition is its Trending group alone (no sections).
     """
-    limits = section_limits or {}
     known = {s.slug for s in sections}
     fallback = fallback or (sections[0].slug if sections else None)
     by_key: dict[str, Article] = {}
@@ -208,8 +305,6 @@ def assemble(
         if window.contains(article.published_at) or window.contains(article.significant_change_at):
             by_key[article.key] = article
     ordered = _newest_first(by_key.values(), window)
-    budget = config.max_articles
-    considered = len(ordered)
 
     pinned = sorted(
         (a for a in ordered if _is_pinned(a, pins) is not None),
@@ -226,32 +321,32 @@ def assemble(
             ),
             key=lambda a: (-scores[a.key], a.key),
         )
-    trending = tuple((pinned + rest)[: min(config.trending_limit, budget)])
-    budget -= len(trending)
-    shown = {a.key for a in trending}
+    # Trending is one shared pick (the same top stories for every reader); its articles
+    # are not repeated in their sections.
+    trending = tuple((pinned + rest)[: min(config.trending_limit, config.max_articles)])
+    limits = Limits(
+        max_articles=config.max_articles,
+        sections=tuple(sorted((section_limits or {}).items())),
+    )
     if config.kind == "trending":
-        return Edition(name=name, label=config.label, window=window, trending=trending, groups=(), omitted=0)
+        return Edition(name=name, label=config.label, window=window, trending=trending, groups=(), limits=limits)
+    shown = {a.key for a in trending}
 
     def home(article: Article) -> str | None:
         return article.section if article.section in known else fallback
 
     groups: list[SectionGroup] = []
     for section in sections:
-        picked = [
-            a for a in ordered if home(a) == section.slug and a.key not in shown
-        ][: limits.get(section.slug, len(ordered))]
-        picked = picked[: max(budget, 0)]
+        picked = tuple(a for a in ordered if home(a) == section.slug and a.key not in shown)
         if picked:
-            groups.append(SectionGroup(section, tuple(picked)))
-            budget -= len(picked)
-            shown.update(a.key for a in picked)
+            groups.append(SectionGroup(section, picked))
     return Edition(
         name=name,
         label=config.label,
         window=window,
         trending=trending,
         groups=tuple(groups),
-        omitted=considered - len(shown),
+        limits=limits,
     )
 
 

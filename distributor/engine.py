@@ -197,7 +197,9 @@ def prepare_run(settings: Settings, store: Store, run_id: int) -> Prepared:
         return Prepared(get_run(store, run_id), ready=False, reason=note)
     with store.session() as session:
         row = session.get(EditionRunRow, run_id)
-        row.article_keys = [a.key for a in issue.articles]
+        # The layout keeps every candidate and the limits, so each variant can be made
+        # again later; article_keys are what an all-sections reader gets (the run's count).
+        row.article_keys = [a.key for a in issue.for_sections(None).articles]
         row.layout = issue.layout()
         row.status = "ready"
     return Prepared(get_run(store, run_id), ready=True)
@@ -209,7 +211,10 @@ def issue_of(settings: Settings, store: Store, run: RunInfo) -> Edition:
 
     with store.session() as session:
         layout = session.get(EditionRunRow, run.id).layout or {}
-    articles = {a.key: a for a in articles_by_keys(store, run.article_keys)}
+    keys = dict.fromkeys([*run.article_keys, *layout.get("trending", [])])
+    for _, section_keys in layout.get("sections", []):
+        keys.update(dict.fromkeys(section_keys))
+    articles = {a.key: a for a in articles_by_keys(store, list(keys))}
     return Edition.from_layout(
         run.edition,
         edition_config(settings, run.edition).label,

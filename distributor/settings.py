@@ -90,6 +90,7 @@ class SectionConfig(_Strict):
     slug: Slug
     label: str = Field(min_length=1)
     aliases: tuple[str, ...] = ()
+    # Most articles of this section in one variant (a reader's email, a channel's digest).
     limit: int = Field(default=8, ge=1, le=100)
 
     @property
@@ -148,6 +149,8 @@ class EditionConfig(_Strict):
     # "since_last" or a number of hours ending at the slot time.
     window: Literal["since_last"] | int = 24
     min_articles: int = Field(default=1, ge=0)
+    # Most articles in one variant, Trending included, shared round-robin across the
+    # reader's sections (distributor.editions.Edition.for_sections).
     max_articles: int = Field(default=40, ge=1, le=500)
     trending_limit: int = Field(default=5, ge=0, le=50)
     default: bool = False

@@ -236,17 +236,28 @@ def edition_text(edition: Edition, s: Settings) -> str:
 def edition(
     name: str = typer.Argument(..., help="Edition name from the config, e.g. morning."),
     at: Optional[str] = typer.Option(None, "--at", help="End of the window (ISO 8601; default now)."),
+    sections: Optional[str] = typer.Option(
+        None, "--sections", help="Show the variant of a reader of these sections (slugs separated by spaces, commas or semicolons; default: all)."
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Build an edition's issue for the window ending at --at and show it (sends nothing)."""
+    """Build an edition's issue for the window ending at --at and show one reader's variant
+    of it, with the limits applied (sends nothing)."""
+    from distributor.subscribers import InvalidPreference, check_sections
+
     s = settings()
     try:
         edition_config(s, name)
     except KeyError as exc:
         typer.echo(str(exc.args[0]), err=True)
         raise typer.Exit(2) from None
+    try:
+        chosen = check_sections(s, sections)
+    except InvalidPreference as exc:
+        typer.echo(f"--{exc}", err=True)  # "--sections: unknown section ..."
+        raise typer.Exit(2) from None
     moment = parse_time(at) if at else datetime.now(timezone.utc)
-    issue = build_edition(s, open_store(), name, at=moment)
+    issue = build_edition(s, open_store(), name, at=moment).for_sections(chosen)
     typer.echo(json.dumps(issue.as_dict(), indent=2, ensure_ascii=False) if as_json else edition_text(issue, s), nl=not as_json)
 
 

@@ -88,6 +88,20 @@ def test_edition_after_ingest_groups_by_section_with_trending_first(cli):
     assert "TRENDING" in cli("edition", "morning").output
 
 
+def test_edition_shows_one_readers_variant_with_sections(cli):
+    cli("init")
+    cli("ingest")
+    everyone = json.loads(cli("edition", "morning", "--json").stdout)
+    sports = json.loads(cli("edition", "morning", "--json", "--sections", "sports").stdout)
+    assert [s["slug"] for s in sports["sections"]] == ["sports"]
+    shown = sports["trending"] + sports["sections"][0]["articles"]
+    assert shown and all(a["section"] == "sports" for a in shown) and sports["count"] == len(shown)
+    in_everyone = [a["key"] for a in everyone["trending"]] + [a["key"] for s in everyone["sections"] for a in s["articles"]]
+    assert everyone["count"] == len(in_everyone)
+    wrong = cli("edition", "morning", "--sections", "sports science", code=2).output
+    assert "--sections: unknown section 'science'" in wrong
+
+
 def test_unknown_edition_and_section_are_clear_errors(cli):
     cli("init")
     assert "unknown edition 'noon'" in cli("edition", "noon", code=2).output

@@ -22,7 +22,7 @@ from distributor.channels.mail import Envelope, mail_channel
 from distributor.channels.outbox import Outbox
 from distributor.channels.smtp import SmtpChannel
 from distributor.delivery import email as dispatch
-from distributor.runs import delivery_counts
+from distributor.runs import delivery_counts, get_run
 from distributor.store.articles import save_articles
 from distributor.store.models import DeliveryRow, SubscriberRow
 from tests.conftest import settings_for
@@ -463,6 +463,56 @@ def test_a_variant_with_no_articles_is_suppressed(smtp_settings, store, smtp_ser
     assert (report.sent, report.suppressed) == (1, 1)
     assert "no articles" in ledger(store, run.id)[sports[0]].reply
     assert_each_once(smtp_server, nation)
+
+
+# A busy morning: 60 articles, the first four sections full (10 each, over their limit of
+# 8), then Opinion 4, Economy 4, Sports 10, Entertainment 2. Spending max_articles = 40 in
+# section order used to stop at Economy: Sports and Entertainment were never sent.
+BUSY_DAY = {"nation": 10, "states": 10, "international": 10, "politics": 10,
+            "opinion": 4, "economy": 4, "sports": 10, "entertainment": 2}
+
+
+def add_busy_day(store, slot: datetime) -> None:
+    items = []
+    for s, (section, count) in enumerate(BUSY_DAY.items()):
+        for i in range(count):
+            items.append(Article(
+                key=f"{section}-{i}",
+                url=f"https://www.newsarenaindia.com/{section}/{section}-{i}",
+                title=f"Busy story {i} of {section}",
+                section=section,
+                published_at=slot - timedelta(hours=1, minutes=i * 10 + s),
+            ))
+    assert len(items) == 60
+    save_articles(store, items)
+
+
+def test_busy_day_sports_reader_gets_sports_and_everyone_gets_every_section(smtp_settings, store, smtp_server):
+    add_busy_day(store, SLOT)
+    everyone = add_subscribers(smtp_settings, store, 1)
+    sports = add_subscribers(smtp_settings, store, 1, domain="sports.example.com", sections=["sports"])
+    run = open_run(smtp_settings, store)
+
+    report = dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
+
+    assert (report.sent, report.suppressed) == (2, 0)
+    assert_each_once(smtp_server, everyone + sports)
+    limit = {s.slug: s.limit for s in smtp_settings.sections}
+    cap = smtp_settings.editions["morning"].max_articles
+
+    sports_text = smtp_server.received_by(sports[0])[0].message.get_body(("plain",)).get_content()
+    shown = [line for line in sports_text.splitlines() if line.startswith("* Busy story")]
+    assert len(shown) == limit["sports"] and all(line.endswith(" of sports") for line in shown)
+    assert "SPORTS" in sports_text and "NATION" not in sports_text
+    assert f"+ {BUSY_DAY['sports'] - limit['sports']} more on the site" in sports_text
+
+    full_text = smtp_server.received_by(everyone[0])[0].message.get_body(("plain",)).get_content()
+    for section in smtp_settings.sections:
+        assert section.label.upper() in full_text, section.slug
+    shown = [line for line in full_text.splitlines() if line.startswith("* Busy story")]
+    assert len(shown) == cap and f"+ {60 - cap} more on the site" in full_text
+    # The run counts what an all-sections reader gets; the issue keeps every candidate.
+    assert len(get_run(store, run.id).article_keys) == cap
 
 
 def test_a_local_time_run_takes_only_its_zone(smtp_settings, store, smtp_server):

@@ -495,6 +495,46 @@ def test_digest_interrupted_mid_way_resumes_at_the_next_part(store, make, fake_t
     assert rows(store)[("main", f"run {run.id}")].message_ids == [c.message_id for c in delivered]
 
 
+def test_busy_day_digest_gives_each_channel_its_sections_within_the_limits(store, make, fake_telegram):
+    import re
+
+    # 60 articles: the first four sections over their limit, then Sports and Entertainment.
+    # Spending max_articles in section order used to leave both out of every digest.
+    busy = {"nation": 10, "states": 10, "international": 10, "politics": 10,
+            "opinion": 4, "economy": 4, "sports": 10, "entertainment": 2}
+    items = [article(f"{section}-{i}", section=section, minutes_ago=10 + i * 10 + s,
+                     title=f"Busy story {i} of {section}")
+             for s, (section, count) in enumerate(busy.items()) for i in range(count)]
+    assert len(items) == 60
+    fans = "@newsarena_fans"
+    channels = {
+        "main": ChannelConfig(chat_id=MAIN, digests=("morning",)),
+        "fans": ChannelConfig(chat_id=fans, sections=("sports", "entertainment"), digests=("morning",)),
+    }
+    settings = make(channels)
+    save(store, *items)
+    run, _ = open_slot(settings, store, "morning", NOW)
+    assert prepare_run(settings, store, run.id).ready
+    reports = tg.post_run(settings, store, run.id, now=NOW, sender=sender_for(settings))
+    assert sorted((r.channel, r.status) for r in reports) == [("fans", "sent"), ("main", "sent")]
+
+    def posted(chat: str) -> tuple[list[str], str]:
+        texts = [fake_telegram.message(chat, c.message_id).text for c in fake_telegram.calls_to("sendMessage", chat)]
+        whole = "\n".join(texts)
+        return re.findall(r"Busy story \d+ of (\w+)", whole), whole
+
+    limit = {s.slug: s.limit for s in settings.sections}
+    cap = settings.editions["morning"].max_articles
+    fans_sections, fans_text = posted(fans)
+    assert fans_sections.count("sports") == limit["sports"]
+    assert fans_sections.count("entertainment") == busy["entertainment"]
+    assert set(fans_sections) == {"sports", "entertainment"}
+    assert f"+ {busy['sports'] - limit['sports']} more" in fans_text  # counted for this channel
+    main_sections, main_text = posted(MAIN)
+    assert len(main_sections) == cap and set(main_sections) == set(busy)
+    assert f"+ {60 - cap} more" in main_text
+
+
 def test_preview_calls_list_each_digest_call_with_its_chat(store, make):
     settings = make()
     save(store, *[article(f"v{i}", section="nation") for i in range(4)])

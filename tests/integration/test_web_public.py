@@ -461,6 +461,45 @@ def test_archive_lists_sent_runs_and_shows_one_with_generic_links(web):
     assert client.get(f"/archive/{run_id}").text == issue.text
 
 
+def test_archive_of_a_busy_day_shows_every_section_within_the_cap(web):
+    client, s, store = web
+    sections = [x.slug for x in s.sections]
+    # 60 articles, the first sections fullest: the cap used to run out before Sports.
+    counts = dict(zip(sections, [10, 10, 10, 10, 4, 4, 10, 2]))
+    save_articles(store, [
+        Article(key=f"{slug}-{i}", url=f"https://www.newsarenaindia.com/{slug}/{i}", title=f"Busy {slug} story {i}",
+                section=slug, published_at=NOW - timedelta(hours=1, minutes=10 * i + k))
+        for k, (slug, count) in enumerate(counts.items()) for i in range(count)
+    ], now=NOW)
+    run, _ = open_run(store, "morning", NOW, Window(NOW - timedelta(hours=24), NOW))
+    assert prepare_run(s, store, run.id).ready
+    subscriber, _ = subs.subscribe(s, store, "busy@example.com", confirmed=True)
+    with store.session() as session:
+        session.add(DeliveryRow(run_id=run.id, subscriber_id=subscriber.id, status="sent"))
+    cap = s.editions["morning"].max_articles
+    assert f"{cap} articles" in client.get("/archive").text
+    page = client.get(f"/archive/{run.id}").text
+    shown = set(re.findall(r"Busy (\w+) story \d+", page))
+    assert shown == set(sections)
+    assert len(set(re.findall(r"Busy \w+ story \d+", page))) == cap
+    assert f"+ {60 - cap} more on the site" in page
+
+
+def test_archive_of_a_run_stored_before_variants_renders_as_it_was(web):
+    from distributor.store.models import EditionRunRow
+
+    client, s, store = web
+    run_id = sent_run(s, store)
+    with store.session() as session:
+        row = session.get(EditionRunRow, run_id)
+        # An older layout: limits already applied, no "limits" key, a global omitted count.
+        row.layout = {"trending": [], "sections": [["sports", ["k0"]], ["economy", ["k2"]]], "omitted": 4}
+        row.article_keys = ["k0", "k2"]
+    page = client.get(f"/archive/{run_id}").text
+    assert "Kohli hits a century" in page and "Rupee firms" in page and "alert(1)" not in page
+    assert "+ 4 more on the site" in page
+
+
 def test_archive_hides_runs_that_sent_nothing(web):
     client, s, store = web
     run_id = sent_run(s, store, deliveries="queued")

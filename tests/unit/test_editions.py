@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -98,13 +100,15 @@ def test_pin_outside_the_window_is_not_shown():
     assert edition.is_empty
 
 
-def test_per_section_limit_and_edition_cap_count_omitted():
+def test_limits_apply_per_variant_and_the_issue_keeps_every_candidate():
     items = [art(f"n{i}", "nation", i + 1) for i in range(6)] + [art(f"s{i}", "sports", i + 1) for i in range(6)]
     capped = CONFIG.model_copy(update={"max_articles": 6})
     edition = assemble("morning", capped, SECTIONS, items, WINDOW, section_limits={"nation": 4, "sports": 4})
-    assert keys(edition.groups[0].articles) == ["n0", "n1", "n2", "n3"]
-    assert keys(edition.groups[1].articles) == ["s0", "s1"]
-    assert edition.omitted == 6
+    assert len(edition.articles) == 12 and edition.omitted == 0
+    variant = edition.for_sections(None)
+    assert keys(variant.groups[0].articles) == ["n0", "n1", "n2"]
+    assert keys(variant.groups[1].articles) == ["s0", "s1", "s2"]
+    assert variant.omitted == 6
 
 
 def test_unconfigured_section_goes_to_fallback_not_dropped():
@@ -117,7 +121,7 @@ def test_variant_for_sections_filters_trending_too():
     edition = assemble("morning", CONFIG, SECTIONS, items, WINDOW)
     sports = edition.for_sections(["sports"])
     assert keys(sports.trending) == [] and keys(sports.articles) == ["s1"]
-    assert edition.for_sections(None) is edition
+    assert edition.for_sections(None).articles == edition.articles  # under every limit
 
 
 def test_as_dict_is_deterministic():
@@ -151,3 +155,165 @@ def test_previous_slot_in_site_timezone():
     assert previous_slot(CONFIG, END, ist) == datetime(2025, 7, 4, 1, 30, tzinfo=UTC)
     exactly = datetime(2025, 7, 4, 1, 30, tzinfo=UTC)
     assert previous_slot(CONFIG, exactly, ist) == exactly
+
+
+# --- busy days: limits per variant, shared round-robin -------------------------------------
+
+# 60 articles in one morning window, heaviest in the first sections, as on a busy news day.
+BUSY_COUNTS = {
+    "nation": 12,
+    "states": 9,
+    "international": 8,
+    "politics": 8,
+    "opinion": 4,
+    "economy": 5,
+    "sports": 10,
+    "entertainment": 4,
+}
+# The feed's Trending strip: five stories (the morning edition's trending_limit).
+BUSY_TRENDING = {"nation-0", "nation-1", "politics-0", "economy-0", "sports-0"}
+
+
+def busy_day() -> list[Article]:
+    items = []
+    for s, (slug, count) in enumerate(BUSY_COUNTS.items()):
+        for i in range(count):
+            key = f"{slug}-{i}"
+            # Minutes apart, interleaved across sections, all inside the 24-hour window.
+            items.append(art(key, slug, 1 + i * 0.25 + s * 0.01, trending=key in BUSY_TRENDING))
+    assert len(items) == 60
+    return items
+
+
+def shipped_busy_edition(items=None):  # noqa: ANN201 - an Edition
+    """The busy day assembled with the shipped config: sections, their limits, morning."""
+    from distributor.editions import site_sections
+    from distributor.settings import load_settings
+    from tests.conftest import CONFIG as SHIPPED
+
+    shipped = load_settings(SHIPPED)
+    limits = {s.slug: s.limit for s in shipped.sections}
+    assert sum(limits.values()) > shipped.editions["morning"].max_articles  # why busy days bit
+    edition = assemble(
+        "morning",
+        shipped.editions["morning"],
+        site_sections(shipped),
+        busy_day() if items is None else items,
+        WINDOW,
+        section_limits=limits,
+    )
+    return edition, shipped, limits
+
+
+def per_section(edition) -> dict[str, int]:
+    return {g.section.slug: len(g.articles) for g in edition.groups}
+
+
+def test_busy_day_all_sections_reader_sees_every_section_within_the_cap():
+    edition, shipped, _ = shipped_busy_edition()
+    variant = edition.for_sections(None)
+    cap = shipped.editions["morning"].max_articles
+    assert variant.count == cap
+    assert sorted(keys(variant.trending)) == sorted(BUSY_TRENDING)
+    assert [g.section.slug for g in variant.groups] == list(BUSY_COUNTS)  # all 8, site order
+    # 35 after Trending: four rounds of eight, then the first three sections take a fifth.
+    assert per_section(variant) == {
+        "nation": 5, "states": 5, "international": 5, "politics": 4,
+        "opinion": 4, "economy": 4, "sports": 4, "entertainment": 4,
+    }
+    assert variant.omitted == 60 - cap
+
+
+def test_busy_day_sports_only_reader_gets_sports_up_to_its_limit():
+    edition, _, limits = shipped_busy_edition()
+    sports = edition.for_sections(["sports"])
+    assert keys(sports.trending) == ["sports-0"]
+    assert [g.section.slug for g in sports.groups] == ["sports"]
+    assert len(sports.groups[0].articles) == limits["sports"]
+    # Newest first: sports-0 leads Trending, so the group starts at sports-1.
+    assert keys(sports.groups[0].articles) == [f"sports-{i}" for i in range(1, 1 + limits["sports"])]
+    assert all(a.section == "sports" for a in sports.articles)
+    assert sports.omitted == BUSY_COUNTS["sports"] - sports.count == 1
+
+
+def test_busy_day_omitted_is_counted_per_variant():
+    edition, _, limits = shipped_busy_edition()
+    # Entertainment has 4 articles, under its limit and the cap: nothing left out.
+    assert edition.for_sections(["entertainment"]).omitted == 0
+    # Nation: 2 in Trending, 10 below, limit 8, so 2 left out.
+    nation = edition.for_sections(["nation"])
+    assert nation.count == 2 + limits["nation"] and nation.omitted == 2
+    # Two sections: each within its own limit, the cap not reached.
+    two = edition.for_sections(["nation", "sports"])
+    assert per_section(two) == {"nation": 8, "sports": 8}
+    assert two.omitted == 22 - two.count
+
+
+def test_round_robin_takes_one_from_each_section_before_a_second():
+    from distributor.editions import Limits, SectionGroup, share_round_robin
+
+    groups = [
+        SectionGroup(SECTIONS[0], tuple(art(f"n{i}", "nation", i + 1) for i in range(6))),
+        SectionGroup(SECTIONS[4], tuple(art(f"o{i}", "opinion", i + 1) for i in range(1))),
+        SectionGroup(SECTIONS[6], tuple(art(f"s{i}", "sports", i + 1) for i in range(6))),
+    ]
+    limits = Limits(max_articles=None, sections=(("sports", 2),))
+    shared = share_round_robin(groups, 6, limits)
+    # Rounds: n0 o0 s0 | n1 s1 | n2 (opinion exhausted, sports at its limit).
+    assert [(g.section.slug, keys(g.articles)) for g in shared] == [
+        ("nation", ["n0", "n1", "n2"]), ("opinion", ["o0"]), ("sports", ["s0", "s1"])
+    ]
+    # A short last round favours the earlier sections; sections left empty are dropped.
+    assert [(g.section.slug, len(g.articles)) for g in share_round_robin(groups, 2, Limits())] == [
+        ("nation", 1), ("opinion", 1)
+    ]
+    assert [len(g.articles) for g in share_round_robin(groups, None, limits)] == [6, 1, 2]
+
+
+@pytest.mark.parametrize("cap", [8, 9, 13, 20, 35])
+def test_round_robin_is_fair_at_any_cap(cap):
+    edition, _, limits = shipped_busy_edition()
+    variant = dataclasses.replace(edition, limits=dataclasses.replace(edition.limits, max_articles=cap + 5)).for_sections(None)
+    sizes = per_section(variant)
+    assert sum(sizes.values()) == cap
+    # A section the cap cut short has at most one article fewer than any other section.
+    for group in edition.groups:
+        could = min(len(group.articles), limits[group.section.slug])
+        if sizes.get(group.section.slug, 0) < could:
+            assert sizes.get(group.section.slug, 0) >= max(sizes.values()) - 1
+    assert len(sizes) == 8
+
+
+def test_busy_day_variants_are_deterministic_and_survive_the_stored_layout():
+    from distributor.editions import Edition
+
+    edition, _, _ = shipped_busy_edition()
+    shuffled = busy_day()
+    random.Random(7).shuffle(shuffled)
+    again, _, _ = shipped_busy_edition(shuffled)
+    stored = json.loads(json.dumps(edition.layout()))  # as the JSON column keeps it
+    by_key = {a.key: a for a in busy_day()}
+    loaded = Edition.from_layout("morning", "Morning Brief", WINDOW, stored, by_key, SECTIONS)
+    # The stored issue keeps every candidate, so every variant can be made later.
+    assert len(loaded.articles) == 60 and loaded.limits == edition.limits
+    for choice in (None, ["sports"], ["opinion", "entertainment"], ["nation", "economy"]):
+        variant = edition.for_sections(choice)
+        assert again.for_sections(choice).as_dict() == variant.as_dict()
+        assert loaded.for_sections(choice).as_dict() == variant.as_dict()
+        assert variant.for_sections(choice) == variant  # a variant's limits are spent
+
+
+def test_layout_stored_before_variants_still_loads_as_it_was():
+    from distributor.editions import Edition
+
+    old = {  # limits already applied, no "limits" key
+        "trending": ["t1"],
+        "sections": [["nation", ["n1", "n2"]], ["sports", ["s1"]]],
+        "omitted": 7,
+    }
+    by_key = {a.key: a for a in [art("t1", "politics", 1), art("n1", "nation", 2), art("n2", "nation", 3), art("s1", "sports", 4)]}
+    loaded = Edition.from_layout("morning", "Morning Brief", WINDOW, old, by_key, SECTIONS)
+    everyone = loaded.for_sections(None)
+    assert keys(everyone.articles) == ["t1", "n1", "n2", "s1"] and everyone.omitted == 7
+    sports = loaded.for_sections(["sports"])
+    assert keys(sports.articles) == ["s1"] and sports.omitted == 7
