@@ -66,7 +66,10 @@ class RunProgress:
 
     @property
     def percent(self) -> int:
-        return 100 if not self.total else int(100 * self.done / self.total)
+        if not self.total:
+            # No deliveries yet: still being built (0 %), or finished with nobody to send to.
+            return 0 if self.status in IN_PROGRESS else 100
+        return int(100 * self.done / self.total)
 
 
 def worker_seen(store: Store, name: str, now: datetime | None = None) -> None:
