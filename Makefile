@@ -11,7 +11,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test
+.PHONY: run test screenshots
 
 ## The main job: a first full cycle (ingest, editions, outbox), then worker, beat and web
 ## keep going on schedule until Ctrl-C. ARGS=--once stops after the first cycle.
@@ -21,6 +21,10 @@ run: $(STAMP)
 ## The whole test suite (PostgreSQL and Redis tests need the servers; .ci/run starts them).
 test: $(STAMP)
 	$(VENV)/bin/pytest -q $(ARGS)
+
+## Console, public pages and a digest rendered by headless Chromium into docs/screenshots/.
+screenshots: $(STAMP)
+	$(VENV)/bin/python docs/make_screenshots.py
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \

@@ -29,7 +29,7 @@ ROUTES = {
 def make_app(settings: Settings) -> Celery:
     """A Celery app for these settings (one per process)."""
     broker = settings.redis_url or "memory://"
-    app = Celery("distributor", broker=broker, include=["tasks.ingest", "tasks.editions", "tasks.email", "tasks.telegram", "tasks.housekeeping"])
+    app = Celery("distributor", broker=broker, include=["tasks.ingest", "tasks.editions", "tasks.email", "tasks.telegram", "tasks.housekeeping", "tasks.heartbeat"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

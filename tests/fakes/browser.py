@@ -56,7 +56,21 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator["object"]:
 
 
 def full_page_screenshot(driver, path: str, width: int) -> None:  # noqa: ANN001
-    """Resize to the page's whole height, then save a PNG of it."""
-    height = driver.execute_script("return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
-    driver.set_window_size(width, min(max(int(height) + 40, 400), 6000))
-    driver.save_screenshot(path)
+    """A PNG of the whole page at `width` CSS pixels, however tall (Chrome DevTools'
+    captureBeyondViewport: resizing a headless window stops at the screen's height)."""
+    import base64
+
+    height = driver.execute_script(
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
+    )
+    height = min(max(int(height), 400), 8000)
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500}
+    )
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {"format": "png", "captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}},
+    )
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    with open(path, "wb") as out:
+        out.write(base64.b64decode(shot["data"]))
