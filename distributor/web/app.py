@@ -12,8 +12,8 @@ from typing import Callable
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
+from distributor import monitor
 from distributor.ingest.pipeline import IngestReport
 from distributor.settings import Settings
 from distributor.store import Store
@@ -40,16 +40,22 @@ def create_app(
     app.state.on_ingested = on_ingested or (lambda report: webhooks.post_to_channels(settings, store, report))
 
     @app.get("/healthz")
-    def healthz(store: StoreDep) -> JSONResponse:
-        """Liveness and database reachability, for load balancers and compose health checks."""
-        try:
-            with store.session() as session:
-                session.execute(text("SELECT 1"))
-        except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
-            # The exception text may name the database host; only its type goes out.
-            log.error("health check: database unreachable (%s)", type(exc).__name__)
-            return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
-        return JSONResponse({"ok": True, "database": "ok"})
+    def healthz(store: StoreDep, strict: bool = False) -> JSONResponse:
+        """Each part's health for load balancers and monitors: 503 when the database or
+        the broker is down (what this process needs), or with ?strict=1 when any part is
+        (beat not ticking, no worker seen). Details never name hosts or credentials."""
+        parts = monitor.component_health(settings, store)
+        needed = {"database", "broker"}
+        down = [p.name for p in parts if not p.ok and (strict or p.name in needed)]
+        if any(p.name == "database" and not p.ok for p in parts):
+            log.error("health check: database unreachable")
+        body = {
+            "ok": not down,
+            "components": {p.name: {"ok": p.ok, "detail": p.detail} for p in parts},
+        }
+        # The old flat field, kept for checks written against it.
+        body["database"] = "ok" if body["components"].get("database", {}).get("ok") else "unreachable"
+        return JSONResponse(body, status_code=503 if down else 200)
 
     app.include_router(webhooks.router)
     app.include_router(operator.router)

@@ -93,7 +93,13 @@ def receipts(store: Store) -> list[str]:
 
 def test_healthz(client):
     response = client.get("/healthz")
-    assert (response.status_code, response.json()) == (200, {"ok": True, "database": "ok"})
+    body = response.json()
+    assert (response.status_code, body["ok"], body["database"]) == (200, True, "ok")
+    assert body["components"]["database"] == {"ok": True, "detail": body["components"]["database"]["detail"]}
+    assert body["components"]["broker"]["ok"] is True
+    # Strict: beat and workers count too, and in this test nothing ticks.
+    strict = client.get("/healthz", params={"strict": 1})
+    assert strict.status_code == 503 and strict.json()["components"]["beat"]["ok"] is False
 
 
 def test_healthz_reports_an_unreachable_database(settings):
@@ -104,7 +110,27 @@ def test_healthz_reports_an_unreachable_database(settings):
             response = client.get("/healthz")
     finally:
         store.dispose()
-    assert (response.status_code, response.json()) == (503, {"ok": False, "database": "unreachable"})
+    assert response.status_code == 503
+    assert response.json()["database"] == "unreachable" and "pw-not-to-leak" not in response.text
+    assert "127.0.0.1:1" not in response.text
+
+
+def test_healthz_is_503_when_redis_is_down(tmp_path, store, monkeypatch):
+    """A private redis-server, stopped: the broker is down and so is the health check."""
+    from tests.fakes.processes import RedisServer
+
+    redis_server = RedisServer(tmp_path / "redis").start()
+    monkeypatch.setenv("SECRET_KEY", SECRET)
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    settings = settings_for(tmp_path)
+    with serve(create_app(settings, store)) as client:
+        try:
+            assert client.get("/healthz").status_code == 200
+        finally:
+            redis_server.stop()
+        response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["components"]["broker"] == {"ok": False, "detail": "Redis does not answer"}
 
 
 # --- accepted ----------------------------------------------------------------------------
