@@ -56,12 +56,14 @@ def preview(
 
     sections = None
     recipient = None
+    text_only = False
     if subscriber:
         found = subscribers.find(store, subscriber)
         if found is None:
             typer.echo(f"no subscriber {subscriber!r}", err=True)
             raise typer.Exit(1)
         sections = found.sections
+        text_only = found.format == "text"  # such a reader gets a single text/plain part
         recipient = Recipient(
             email=found.email,
             name=found.name,
@@ -75,7 +77,7 @@ def preview(
     files = {
         "email.html": fill_html(variant, recipient).encode("utf-8"),
         "email.txt": fill_text(variant, recipient).encode("utf-8"),
-        "email.eml": variant.message(recipient or Recipient(email=PREVIEW_ADDRESS)),
+        "email.eml": variant.message(recipient or Recipient(email=PREVIEW_ADDRESS), text_only=text_only),
         "telegram.json": (json.dumps(preview_calls(s, issue), indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
     }
     for name, data in files.items():
