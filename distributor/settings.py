@@ -555,6 +555,14 @@ class AdminConfig(_Strict):
     refresh_seconds: int = Field(default=3, ge=1, le=300)
 
 
+class MetricsConfig(_Strict):
+    """Prometheus metrics at /metrics. (Issue: console.)"""
+
+    # Serve /metrics (Prometheus text format). It answers only with the operator bearer
+    # token (OPERATOR_TOKEN), as Prometheus sends it with `authorization: {credentials: ...}`.
+    enabled: bool = False
+
+
 class TelegramConfig(_Strict):
     """Telegram sending: rate limits, retries, edits, timeouts. (Issue: telegram.)
 
@@ -715,6 +723,7 @@ class FileConfig(_Strict):
     email: EmailConfig = EmailConfig()
     web: WebConfig = WebConfig()
     admin: AdminConfig = AdminConfig()
+    metrics: MetricsConfig = MetricsConfig()
     trending: TrendingConfig = TrendingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     celery: CeleryConfig = CeleryConfig()

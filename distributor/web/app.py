@@ -17,7 +17,7 @@ from distributor import monitor
 from distributor.ingest.pipeline import IngestReport
 from distributor.settings import Settings
 from distributor.store import Store
-from distributor.web import admin, operator, public, signals, webhooks
+from distributor.web import admin, metrics, operator, public, signals, webhooks
 from distributor.web.deps import StoreDep
 
 log = logging.getLogger(__name__)
@@ -61,5 +61,6 @@ def create_app(
     app.include_router(operator.router)
     app.include_router(public.router)
     app.include_router(signals.router)
+    app.include_router(metrics.router)
     admin.mount(app)
     return app
