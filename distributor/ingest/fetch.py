@@ -68,6 +68,7 @@ class FetchResult:
     body: bytes | None
     base_url: str  # final URL after redirects ("" for files), for resolving relative links
     validators: Validators
+    status: int | None = None  # HTTP status of the final response; None for files
 
 
 # --- pure helpers -------------------------------------------------------------------------
@@ -254,9 +255,10 @@ class _Fetcher:
         self.allow = AllowList.parse(config.allow_private)
         self.deadline = time.monotonic() + config.timeout_seconds
         self.ssl_context = _ssl_context()
+        self.status: int | None = None  # of the current hop's response, once it came
 
     def fail(self, reason: str) -> FeedError:
-        return FeedError(self.source, reason)
+        return FeedError(self.source, reason, status=self.status)
 
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
@@ -292,7 +294,9 @@ class _Fetcher:
                 # A fresh client per hop: connections are pooled by address, and a
                 # connection opened (and certificate-checked) for one name must never
                 # carry a request for another name served from the same address.
+                self.status = None
                 response = self.send(client, url, redirected=redirects > 0)
+                self.status = response.status_code
                 try:
                     if response.status_code in _REDIRECT_STATUSES:
                         url = self.next_hop(url, response)
@@ -382,6 +386,7 @@ class _Fetcher:
                     last_modified=response.headers.get("last-modified")
                     or self.validators.last_modified,
                 ),
+                status=304,
             )
         if not 200 <= response.status_code < 300:
             phrase = f" {response.reason_phrase}" if response.reason_phrase else ""
@@ -395,6 +400,7 @@ class _Fetcher:
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
             ),
+            status=response.status_code,
         )
 
     def read_body(self, response: httpx.Response) -> bytes:
