@@ -18,10 +18,12 @@ class ConfigError(DistributorError, ValueError):
 class FeedError(DistributorError, IOError):
     """A whole feed could not be read or parsed; other sources are unaffected."""
 
-    def __init__(self, source: str, reason: str) -> None:
+    def __init__(self, source: str, reason: str, *, status: int | None = None) -> None:
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+        # The HTTP status of the last response, when one came back (feed health shows it).
+        self.status = status
 
 
 class RejectedItem(DistributorError, ValueError):

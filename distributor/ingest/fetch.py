@@ -15,7 +15,9 @@ Network fetches are defended on every hop:
   redirect us to an internal address;
 - redirects are followed here, one hop at a time, so each new host meets the same guard,
   and at most `ingest.max_redirects` of them;
-- the body is streamed and cut off at `ingest.max_bytes`;
+- the body is streamed and cut off at `ingest.max_bytes`, counted after decoding: gzip
+  and deflate are undone here in bounded steps (see decoding.py), so a compression bomb
+  holds at most the cap plus one step before it is refused;
 - `ingest.timeout_seconds` bounds each network wait *and* the whole fetch, so a server
   trickling one byte at a time cannot hold a worker for longer than that.
 """
@@ -23,6 +25,7 @@ Network fetches are defended on every hop:
 from __future__ import annotations
 
 import functools
+import io
 import ipaddress
 import socket
 import ssl
@@ -35,6 +38,7 @@ from urllib.request import url2pathname
 import httpx
 
 from distributor.errors import FeedError
+from distributor.ingest.decoding import ACCEPT_ENCODING, Decoder, DecodeError, UnsupportedEncoding
 from distributor.settings import IngestConfig
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -64,6 +68,7 @@ class FetchResult:
     body: bytes | None
     base_url: str  # final URL after redirects ("" for files), for resolving relative links
     validators: Validators
+    status: int | None = None  # HTTP status of the final response; None for files
 
 
 # --- pure helpers -------------------------------------------------------------------------
@@ -250,9 +255,10 @@ class _Fetcher:
         self.allow = AllowList.parse(config.allow_private)
         self.deadline = time.monotonic() + config.timeout_seconds
         self.ssl_context = _ssl_context()
+        self.status: int | None = None  # of the current hop's response, once it came
 
     def fail(self, reason: str) -> FeedError:
-        return FeedError(self.source, reason)
+        return FeedError(self.source, reason, status=self.status)
 
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
@@ -266,7 +272,12 @@ class _Fetcher:
         )
 
     def headers(self) -> dict[str, str]:
-        headers = {"User-Agent": self.config.user_agent, "Accept": _ACCEPT}
+        headers = {
+            "User-Agent": self.config.user_agent,
+            "Accept": _ACCEPT,
+            # Only what decoding.py undoes, whatever compression libraries are installed.
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
         if self.validators.etag:
             headers["If-None-Match"] = self.validators.etag
         if self.validators.last_modified:
@@ -283,7 +294,9 @@ class _Fetcher:
                 # A fresh client per hop: connections are pooled by address, and a
                 # connection opened (and certificate-checked) for one name must never
                 # carry a request for another name served from the same address.
+                self.status = None
                 response = self.send(client, url, redirected=redirects > 0)
+                self.status = response.status_code
                 try:
                     if response.status_code in _REDIRECT_STATUSES:
                         url = self.next_hop(url, response)
@@ -373,6 +386,7 @@ class _Fetcher:
                     last_modified=response.headers.get("last-modified")
                     or self.validators.last_modified,
                 ),
+                status=304,
             )
         if not 200 <= response.status_code < 300:
             phrase = f" {response.reason_phrase}" if response.reason_phrase else ""
@@ -386,31 +400,45 @@ class _Fetcher:
                 etag=response.headers.get("etag"),
                 last_modified=response.headers.get("last-modified"),
             ),
+            status=response.status_code,
         )
 
     def read_body(self, response: httpx.Response) -> bytes:
         limit = self.config.max_bytes
         too_large = f"response larger than {limit} bytes (ingest.max_bytes)"
         declared = response.headers.get("content-length", "").strip()
+        # Content-Length counts encoded bytes, never more than the decoded ones.
         if declared.isdigit() and int(declared) > limit:
             raise self.fail(f"{too_large}: Content-Length is {declared}")
-        chunks: list[bytes] = []
-        total = 0
         try:
-            # Decoded bytes are counted, so a small gzip bomb is stopped as well.
-            for chunk in response.iter_bytes():
-                total += len(chunk)
-                if total > limit:
+            decoder = Decoder.for_header(response.headers.get("content-encoding", ""))
+        except UnsupportedEncoding as exc:
+            raise self.fail(str(exc)) from None
+        if decoder.encoded:
+            too_large += " once decoded"
+        body = io.BytesIO()
+
+        def keep(chunks) -> None:  # noqa: ANN001
+            # Each chunk is at most decoding.STEP bytes: counted before it is kept.
+            for chunk in chunks:
+                if body.tell() + len(chunk) > limit:
                     raise self.fail(too_large)
-                chunks.append(chunk)
+                body.write(chunk)
+
+        try:
+            # The raw (still encoded) stream: httpx would inflate a whole read at once.
+            for raw in response.iter_raw():
+                keep(decoder.feed(raw))
                 self.remaining()
+            keep(decoder.finish())
         except httpx.TimeoutException:
             raise self.timed_out() from None
         except httpx.TransportError as exc:
             raise self.fail(f"network error reading the response: {_describe(exc)}") from None
-        except httpx.DecodingError as exc:
-            raise self.fail(f"cannot decode the response: {_describe(exc)}") from None
-        return b"".join(chunks)
+        except DecodeError as exc:
+            raise self.fail(str(exc)) from None
+        # BytesIO hands over its buffer without a copy: no second body-sized allocation.
+        return body.getvalue()
 
 
 def _describe(exc: BaseException | None) -> str:

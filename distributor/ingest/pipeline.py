@@ -21,6 +21,11 @@ from distributor.store.models import FeedStateRow, utcnow
 
 log = logging.getLogger(__name__)
 
+# A source failing this many polls in a row logs one warning (and one more when it
+# recovers); single failures are logged at INFO, later ones of a streak at DEBUG, so a
+# feed that is down for a day does not fill the log with one line a poll.
+WARN_AFTER_FAILURES = 3
+
 
 @dataclass
 class IngestReport:
@@ -35,6 +40,7 @@ class IngestReport:
     duplicates: list[str] = field(default_factory=list)
     not_modified: bool = False
     error: str | None = None
+    http_status: int | None = None  # of the final response; None for files or no answer
     # (key, outcome) for every stored article, in input order.
     outcomes: list[tuple[str, str]] = field(default_factory=list)
 
@@ -59,6 +65,7 @@ class IngestReport:
             "ok": self.ok,
             "error": self.error,
             "not_modified": self.not_modified,
+            "http_status": self.http_status,
             "new": [a.key for a in self.new],
             "updated": [a.key for a in self.updated],
             "unchanged": self.unchanged,
@@ -136,35 +143,65 @@ def _apply_waiting_views(settings: Settings, store: Store, articles: Sequence[Ar
         log.exception("could not apply waiting page views")
 
 
-def _load_validators(store: Store, location: str) -> Validators:
+@dataclass(frozen=True)
+class _PriorState:
+    validators: Validators
+    failures: int  # polls failed in a row before this one
+
+
+def _load_state(store: Store, location: str) -> _PriorState:
     with store.session() as session:
         row = session.get(FeedStateRow, location)
         if row is None:
-            return Validators()
-        return Validators(etag=row.etag, last_modified=row.last_modified)
+            return _PriorState(Validators(), 0)
+        return _PriorState(
+            Validators(etag=row.etag, last_modified=row.last_modified), row.consecutive_failures or 0
+        )
 
 
 def _save_state(
     store: Store, location: str, report: IngestReport, validators: Validators | None, now: datetime
-) -> None:
+) -> int:
+    """Record the poll's outcome; returns the failures in a row, this poll included."""
     with store.session() as session:
         row = session.get(FeedStateRow, location)
         if row is None:
-            row = FeedStateRow(source=location, rejected_total=0)
+            row = FeedStateRow(source=location, rejected_total=0, consecutive_failures=0)
             session.add(row)
         row.last_polled_at = now
+        row.last_http_status = report.http_status
         if report.error:
             row.last_status = "error"
             row.last_error = report.error
-            return
+            row.last_error_at = now
+            row.consecutive_failures = (row.consecutive_failures or 0) + 1
+            return row.consecutive_failures
         row.last_status = "not_modified" if report.not_modified else "ok"
-        row.last_error = ""
+        row.last_success_at = now
+        row.consecutive_failures = 0
         row.rejected_total = (row.rejected_total or 0) + len(report.rejected)
         # Validators are kept only after the body was stored, so a crash mid-ingest makes
         # the next poll fetch the whole feed again rather than skip it with a 304.
         if validators is not None:
             row.etag = validators.etag
             row.last_modified = validators.last_modified
+        return 0
+
+
+def _log_health(name: str, report: IngestReport, before: int, after: int) -> None:
+    """One warning when a source reaches WARN_AFTER_FAILURES failures in a row, one when
+    it recovers from such a streak; quieter levels otherwise (see WARN_AFTER_FAILURES)."""
+    if report.error:
+        fields = {"source": name, "error": report.error, "failures_in_a_row": after}
+        if after == WARN_AFTER_FAILURES:
+            log.warning(f"source failing: {after} polls in a row", extra=fields)
+        elif after < WARN_AFTER_FAILURES:
+            log.info("source failed", extra=fields)
+        else:
+            log.debug("source still failing", extra=fields)
+    elif before:
+        level = logging.WARNING if before >= WARN_AFTER_FAILURES else logging.INFO
+        log.log(level, "source recovered", extra={"source": name, "failed_polls": before})
 
 
 def ingest_source(
@@ -181,11 +218,11 @@ def ingest_source(
     report = IngestReport(source=name)
     now = utcnow()
     validators: Validators | None = None
+    prior = _load_state(store, location)
     try:
-        result = fetch(
-            location, config=settings.file.ingest, validators=_load_validators(store, location)
-        )
+        result = fetch(location, config=settings.file.ingest, validators=prior.validators)
         validators = result.validators
+        report.http_status = result.status
         if result.body is None:
             report.not_modified = True
         else:
@@ -198,14 +235,19 @@ def ingest_source(
             store_articles(settings, store, articles, report)
     except FeedError as exc:
         report.error = exc.reason
+        if exc.status is not None:
+            report.http_status = exc.status
     except Exception as exc:  # a bug in one source must not stop the others
-        log.exception("ingest of %s crashed", name)
+        # The traceback once per streak of failures, not once a poll.
+        log.log(
+            logging.ERROR if prior.failures == 0 else logging.DEBUG,
+            "ingest of %s crashed", name, exc_info=True,
+        )
         report.error = f"internal error: {type(exc).__name__}: {exc}"
     for reason in report.rejected:
         log.warning("rejected item", extra={"source": name, "reason": reason})
-    if report.error:
-        log.error("source failed", extra={"source": name, "error": report.error})
-    _save_state(store, location, report, validators, now)
+    failures = _save_state(store, location, report, validators, now)
+    _log_health(name, report, prior.failures, failures)
     return report
 
 

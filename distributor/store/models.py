@@ -104,7 +104,7 @@ class ArticleVersionRow(Base):
 
 
 class FeedStateRow(Base):
-    """What we know of a source between polls: validators for conditional GET."""
+    """What we know of a source between polls: validators for conditional GET, and its health."""
 
     __tablename__ = "feed_state"
 
@@ -113,8 +113,15 @@ class FeedStateRow(Base):
     last_modified: Mapped[str | None] = mapped_column(String(128), nullable=True)
     last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_status: Mapped[str] = mapped_column(String(32), default="")
+    # The most recent error, kept after the source recovers (with its time) so an
+    # operator can still see what went wrong; last_status says whether it is current.
     last_error: Mapped[str] = mapped_column(Text, default="")
     rejected_total: Mapped[int] = mapped_column(Integer, default=0)
+    # HTTP status of the last poll's final response; None for files or no response.
+    last_http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class PinRow(Base):

@@ -1,4 +1,4 @@
-"""Operator HTTP API: the `schedule` and `runs` commands over HTTP, behind a bearer token.
+"""Operator HTTP API: the `schedule`, `runs` and `sources` commands over HTTP, behind a bearer token.
 
 The token comes from OPERATOR_TOKEN; without it the API answers 503 and does nothing.
 Changes are written to the database and take effect at the scheduler's next tick, the
@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from distributor import engine, schedules
+from distributor.ingest.health import source_health
 from distributor.runs import delivery_counts, telegram_counts
 from distributor.settings import Settings
 from distributor.store import Store
@@ -123,3 +124,10 @@ def list_runs(request: Request, edition: str | None = None, limit: int = 20) -> 
         }
         for r in rows
     ]
+
+
+@router.get("/sources", dependencies=[Depends(require_operator)])
+def list_sources(request: Request) -> list[dict]:
+    """Feed health, the same data as `distributor sources --json`."""
+    settings, store = _context(request)
+    return [h.as_dict() for h in source_health(settings, store, datetime.now(timezone.utc))]

@@ -221,6 +221,7 @@ def test_first_fetch_returns_body_and_validators(server):
         body=FEED,
         base_url=server.url("/feed.xml"),
         validators=Validators(etag=ETAG, last_modified=LAST_MODIFIED),
+        status=200,
     )
     [headers] = server.headers_of("/feed.xml")
     assert headers["user-agent"] == IngestConfig().user_agent
@@ -232,7 +233,7 @@ def test_second_fetch_with_validators_is_not_modified(server):
     config = loopback()
     first = fetch(server.url("/feed.xml"), config=config)
     second = fetch(server.url("/feed.xml"), config=config, validators=first.validators)
-    assert second.body is None
+    assert second.body is None and second.status == 304
     assert second.validators == first.validators
     sent = server.headers_of("/feed.xml")[1]
     assert sent["if-none-match"] == ETAG
@@ -335,7 +336,16 @@ def test_trickling_response_is_stopped_by_the_whole_fetch_limit(server):
 
 @pytest.mark.parametrize("status, words", [(404, "HTTP 404 Not Found"), (500, "HTTP 500 Internal Server Error"), (403, "HTTP 403 Forbidden")])
 def test_error_statuses_are_named(server, status, words):
-    assert refused_reason(server.url(f"/status/{status}"), loopback()) == words
+    with pytest.raises(FeedError) as caught:
+        fetch(server.url(f"/status/{status}"), config=loopback())
+    assert (caught.value.reason, caught.value.status) == (words, status)
+
+
+def test_a_failure_before_any_response_has_no_status(server):
+    # The redirect answered 302; the refused next hop never answered at all.
+    with pytest.raises(FeedError) as caught:
+        fetch(server.url("/to?location=http://10.0.0.1/feed.xml"), config=loopback())
+    assert caught.value.status is None and "private address" in caught.value.reason
 
 
 def test_connection_refused():
