@@ -235,9 +235,10 @@ def run(
     """
     from distributor.cycle import first_cycle
 
-    s = checked_settings("run", web_host=host if web else None)
+    serves = web and not once
+    s = checked_settings("run", web_host=host if serves else None)
     # Bound before the first cycle: a taken port stops the start before anything is sent.
-    sock = bind_web(host, port) if web else None
+    sock = bind_web(host, port) if serves else None
     store = open_store(migrate=True)
     typer.echo(f"database: {store.describe()}")
     report = first_cycle(s, store, datetime.now(timezone.utc))
@@ -245,8 +246,6 @@ def run(
     for line in _outbox_summary(s):
         typer.echo(line)
     if once:
-        if sock is not None:
-            sock.close()
         return
     _export_config()
     broker = "Redis" if s.redis_url else "in-process memory broker"

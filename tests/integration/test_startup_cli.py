@@ -27,9 +27,11 @@ GOOD_URL = "https://news.newsarenaindia.com"
 # with another message, so the refusal is seen to come first.
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
+# run and web get a port the test holds: a process that got past the check would stop at
+# binding it (exit 1) instead of serving until the test times out.
 PROCESSES = {
-    "run": ["run", "--once"],
-    "web": ["web", "--port", "1"],
+    "run": ["run", "--port", "{port}"],
+    "web": ["web", "--port", "{port}"],
     "worker": ["worker"],
     "beat": ["beat"],
     "send": ["send", "morning"],
@@ -51,6 +53,10 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'var' / 'distributor.db'}")
     monkeypatch.setenv("REDIS_URL", DEAD_REDIS)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = str(taken.getsockname()[1])
 
     def invoke(*args: str, env: dict[str, str | None]):
         for key, value in env.items():
@@ -58,9 +64,11 @@ def cli(tmp_path, monkeypatch):
                 monkeypatch.delenv(key, raising=False)
             else:
                 monkeypatch.setenv(key, value)
+        args = tuple(port if a == "{port}" else a for a in args)
         return CliRunner().invoke(app, ["--config", str(CONFIG), *args], catch_exceptions=False)
 
-    return invoke
+    yield invoke
+    taken.close()
 
 
 @pytest.mark.parametrize("key", KEYS)
