@@ -79,8 +79,9 @@ async def signed_body(
     # asking, and no sender of ours has a reason to use one.
     media_type = request.headers.get("content-type")
     if not is_json_media_type(media_type):
-        log.warning("%s refused: Content-Type %s", what, media_type or "missing")
-        return _error(415, f"Content-Type must be {CONTENT_TYPE}, not {media_type or 'missing'}")
+        shown = media_type[:100] if media_type else "missing"
+        log.warning("%s refused: Content-Type %s", what, shown)
+        return _error(415, f"Content-Type must be {CONTENT_TYPE}, not {shown}")
     body = await _read_capped(request, config.max_body_bytes)
     if body is None:
         return _error(413, f"body larger than {config.max_body_bytes} bytes (webhook.max_body_bytes)")
