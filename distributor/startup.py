@@ -22,7 +22,6 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from distributor.errors import ConfigError
 from distributor.settings import DEMO_SECRET, Settings
 
 # Shortest SECRET_KEY / OPERATOR_TOKEN accepted outside the demo: 256 bits as raw bytes.
@@ -196,9 +195,3 @@ def refusal(process: str, settings: Settings, *, web_host: str | None = None) ->
     lines = [f"{process} refuses to start: this is not the local demo ({why})"]
     return "\n".join(lines + [f"  {p}" for p in problems])
 
-
-def check_startup(process: str, settings: Settings, *, web_host: str | None = None) -> None:
-    """Raise ConfigError with `refusal`'s message when `process` must not start."""
-    message = refusal(process, settings, web_host=web_host)
-    if message:
-        raise ConfigError(message)
