@@ -528,6 +528,10 @@ class WebConfig(_Strict):
     archive: bool = True
     # Edition runs listed per archive page.
     archive_page_size: int = Field(default=30, ge=1, le=500)
+    # Staging only: let processes that send real mail or posts start with an http, private
+    # or loopback PUBLIC_BASE_URL (e.g. http://192.168.1.20:8000 with a mail catcher).
+    # Production needs an https address readers can reach, or every link is dead.
+    allow_insecure_public_url: bool = False
 
     @field_validator("honeypot_field")
     @classmethod
@@ -779,9 +783,10 @@ class Environment(BaseSettings):
     operator_token: SecretStr | None = None  # bearer token of the operator HTTP API
 
 
-# Used when SECRET_KEY is unset: fine for the one-process demo, refused nowhere, but
-# `config check` warns because signatures made with it are forgeable by anyone.
-_DEMO_SECRET = "insecure-demo-secret-set-SECRET_KEY"
+# Used when SECRET_KEY is unset: fine for the zero-configuration demo, where nothing
+# leaves the machine. Anyone can read it here, so every process outside the demo refuses
+# it (distributor.startup).
+DEMO_SECRET = "insecure-demo-secret-set-SECRET_KEY"
 
 
 class Settings:
@@ -851,7 +856,7 @@ class Settings:
 
     @property
     def secret_key(self) -> str:
-        return self.env.secret_key.get_secret_value() if self.env.secret_key else _DEMO_SECRET
+        return self.env.secret_key.get_secret_value() if self.env.secret_key else DEMO_SECRET
 
     @property
     def secret_key_is_demo(self) -> bool:

@@ -8,10 +8,13 @@ ledger still sends every message once.
 
 from __future__ import annotations
 
-from celery import Celery
+import sys
+
+from celery import Celery, signals
 from kombu import Exchange, Queue
 
 from distributor.settings import Settings, load_settings
+from distributor.startup import refusal
 
 # Separate queues so a 100,000-message email fan-out never delays a breaking Telegram
 # post or a feed poll: each gets its own worker slots (`-Q`).
@@ -94,3 +97,23 @@ def beat_schedule(settings: Settings) -> dict:
 # The settings this process's app was made from (tasks.base reads the retry cap here).
 SETTINGS = load_settings()
 app = make_app(SETTINGS)
+
+
+def _refuse_unsafe_start(process: str) -> None:
+    # The same rule as `distributor worker|beat`, for `celery -A tasks.app worker|beat`
+    # started directly. SystemExit, because Celery logs and swallows a receiver's
+    # exceptions and would start anyway.
+    message = refusal(process, SETTINGS)
+    if message:
+        sys.stderr.write(f"configuration error:\n{message}\n")
+        raise SystemExit(2)
+
+
+@signals.worker_init.connect
+def _check_worker(**_: object) -> None:
+    _refuse_unsafe_start("celery worker")
+
+
+@signals.beat_init.connect
+def _check_beat(**_: object) -> None:
+    _refuse_unsafe_start("celery beat")

@@ -7,6 +7,7 @@ package, because the domain never imports Celery.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -33,8 +34,9 @@ def start_beat(loglevel: str = "INFO", schedule_file: str | None = None) -> None
     app.start(argv)
 
 
-def start_all(*, web: tuple[str, int] | None, loglevel: str = "INFO", schedule_file: str | None = None) -> None:
-    """Worker, beat and (optionally) web in this process: the one-process mode.
+def start_all(*, web: socket.socket | None, loglevel: str = "INFO", schedule_file: str | None = None) -> None:
+    """Worker, beat and (optionally) web, on its bound socket, in this process: the
+    one-process mode.
 
     On the in-memory transport the broker lives in this process, so worker and beat must
     share it; threads give the worker a little concurrency without forking.
@@ -42,7 +44,7 @@ def start_all(*, web: tuple[str, int] | None, loglevel: str = "INFO", schedule_f
     from celery.beat import EmbeddedService
 
     if web is not None:
-        threading.Thread(target=_serve_web, args=web, name="web", daemon=True).start()
+        threading.Thread(target=_serve_web, args=(web,), name="web", daemon=True).start()
     # Beat as a thread of this process: the worker's own `beat=True` forks a child
     # process, which cannot reach an in-memory broker.
     schedule_file = schedule_file or "var/celerybeat-schedule"
@@ -60,13 +62,11 @@ def start_all(*, web: tuple[str, int] | None, loglevel: str = "INFO", schedule_f
     worker.start()
 
 
-def _serve_web(host: str, port: int) -> None:
-    import uvicorn
-
+def _serve_web(sock: socket.socket) -> None:
     from distributor.web.app import create_app
+    from distributor.web.serving import serve
     from tasks.ingest import queue_after_ingest
     from tasks.runtime import context
 
     settings, store = context()
-    app_ = create_app(settings, store, on_ingested=queue_after_ingest)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    serve(create_app(settings, store, on_ingested=queue_after_ingest), sock)

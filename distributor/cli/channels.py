@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import typer
 
-from distributor.cli.core import app, open_store, settings
+from distributor.cli.core import app, checked_settings, open_store, settings
 
 channels_app = typer.Typer(help="Telegram channels: list, status, test, post, resume.", no_args_is_help=True)
 app.add_typer(channels_app, name="channels")
@@ -155,7 +155,7 @@ def channels_post(
     from distributor.delivery.telegram import post_article
     from distributor.store.articles import find_article
 
-    s = settings()
+    s = checked_settings("channels post")
     store = open_store()
     found = find_article(store, article)
     if found is None:

@@ -16,7 +16,7 @@ from typing import List, Optional
 
 import typer
 
-from distributor import logs
+from distributor import logs, startup
 from distributor.editions import Edition, build_edition, edition_config
 from distributor.errors import ConfigError
 from distributor.settings import Settings, load_settings
@@ -65,6 +65,31 @@ def settings() -> Settings:
             raise typer.Exit(2) from None
         logs.configure(logging.getLevelName(logging.getLogger().level), state.settings.secrets())
     return state.settings
+
+
+def checked_settings(process: str, *, web_host: str | None = None) -> Settings:
+    """The settings of a command that signs, verifies or sends, or exit 2 when it must not
+    start: outside the demo with a public or weak key, or real sending to dead links."""
+    from distributor.startup import refusal
+
+    s = settings()
+    message = refusal(f"distributor {process}", s, web_host=web_host)
+    if message:
+        typer.echo(f"configuration error:\n{message}", err=True)
+        raise typer.Exit(2)
+    return s
+
+
+def bind_web(host: str, port: int):  # noqa: ANN201 - a socket.socket
+    """The web app's listening socket, bound now, or exit 1 naming the address: a taken
+    port must stop the start, not leave a process running without its web app."""
+    from distributor.web.serving import BindError, bind
+
+    try:
+        return bind(host, port)
+    except BindError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
 
 
 def open_store(migrate: bool = False) -> Store:
@@ -131,8 +156,23 @@ def config_check() -> None:
     typer.echo(f"broker: {'Redis' if s.redis_url else 'in-process (no REDIS_URL)'}")
     typer.echo(f"email: {'SMTP' if s.env.smtp_url else 'outbox files (no SMTP_URL)'}")
     typer.echo(f"telegram: {'Bot API' if s.env.telegram_bot_token else 'outbox files (no TELEGRAM_BOT_TOKEN)'}")
-    if s.secret_key_is_demo:
-        typer.echo("warning: SECRET_KEY is not set; a public demo key signs webhooks and links", err=True)
+    # The same rule the processes apply (worker, beat, send; web and run also count the
+    # address they bind, see `web --host`).
+    breakers = startup.demo_breakers(s)
+    if not breakers:
+        typer.echo(
+            "mode: local demo (outbox files, links to this machine): the demo key is accepted; "
+            "SMTP_URL, TELEGRAM_BOT_TOKEN, a public PUBLIC_BASE_URL or `web --host` beyond loopback end it"
+        )
+        if s.secret_key_is_demo:
+            typer.echo("warning: SECRET_KEY is not set; a public demo key signs webhooks and links", err=True)
+        return
+    typer.echo(f"mode: production ({'; '.join(breakers)})")
+    problems = startup.startup_problems(s)
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
 
 
 # --- ingest / articles ---------------------------------------------------------------
@@ -270,16 +310,17 @@ def web(
     port: int = typer.Option(8000, "--port"),
 ) -> None:
     """Serve the HTTP app: webhooks, subscriber pages, archive, click links, operator API."""
-    import uvicorn
-
     from distributor.web.app import create_app
+    from distributor.web.serving import serve
 
-    s = settings()
+    s = checked_settings("web", web_host=host)
+    store = open_store()
+    sock = bind_web(host, port)
     hook = None
     if s.redis_url:
         # With a broker, instant posts after a webhook go to the telegram queue's workers.
         from tasks.ingest import queue_after_ingest as hook
-    uvicorn.run(create_app(s, open_store(), on_ingested=hook), host=host, port=port, log_level="warning")
+    serve(create_app(s, store, on_ingested=hook), sock)
 
 
 def main() -> None:

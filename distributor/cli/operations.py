@@ -15,7 +15,7 @@ import typer
 from sqlalchemy import select
 
 from distributor import schedules
-from distributor.cli.core import app, open_store, settings, state
+from distributor.cli.core import app, bind_web, checked_settings, open_store, settings, state
 from distributor.runs import delivery_counts, telegram_counts
 from distributor.store.models import EditionRunRow
 
@@ -108,7 +108,7 @@ def schedule_run_now(
     wait: bool = typer.Option(False, "--wait", help="Do the whole run in this process instead of queueing it."),
 ) -> None:
     """Run an edition now: queued to the workers (or done here with --wait)."""
-    s = settings()
+    s = checked_settings("schedule run-now")
     if edition not in s.editions:
         _fail(f"unknown edition {edition!r} (configured: {', '.join(s.editions)})")
     if wait or not s.redis_url:
@@ -187,7 +187,7 @@ def worker(
     concurrency: int = typer.Option(2, "--concurrency", "-c", min=1),
 ) -> None:
     """A Celery worker (production: one or more per queue group; needs REDIS_URL)."""
-    s = settings()
+    s = checked_settings("worker")
     if not s.redis_url:
         _fail("`distributor worker` needs REDIS_URL; without it use `distributor run` (one process)")
     _export_config()
@@ -200,7 +200,7 @@ def worker(
 @app.command()
 def beat() -> None:
     """The Celery beat heartbeat (production; needs REDIS_URL)."""
-    s = settings()
+    s = checked_settings("beat")
     if not s.redis_url:
         _fail("`distributor beat` needs REDIS_URL; without it use `distributor run` (one process)")
     _export_config()
@@ -256,7 +256,10 @@ def run(
     """
     from distributor.cycle import first_cycle
 
-    s = settings()
+    serves = web and not once
+    s = checked_settings("run", web_host=host if serves else None)
+    # Bound before the first cycle: a taken port stops the start before anything is sent.
+    sock = bind_web(host, port) if serves else None
     store = open_store(migrate=True)
     typer.echo(f"database: {store.describe()}")
     report = first_cycle(s, store, datetime.now(timezone.utc))
@@ -273,4 +276,4 @@ def run(
     typer.echo(f"running worker and beat ({broker})" + (f", web on http://{host}:{port}" if web else "") + "; Ctrl-C stops")
     from tasks.worker import start_all
 
-    start_all(web=(host, port) if web else None, schedule_file=str(s.var_dir / "celerybeat-schedule"))
+    start_all(web=sock, schedule_file=str(s.var_dir / "celerybeat-schedule"))

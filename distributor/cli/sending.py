@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from distributor.cli.core import app, open_store, parse_time, settings
+from distributor.cli.core import app, checked_settings, open_store, parse_time, settings
 from distributor.editions import build_edition, edition_config, previous_slot
 
 # Placeholder reader of a preview with no --subscriber (RFC 2606 reserves example.com).
@@ -115,7 +115,7 @@ def send(
     from distributor.delivery.telegram import post_run
     from distributor.runs import delivery_counts, get_run
 
-    s = settings()
+    s = checked_settings("send")
     config = _edition_or_exit(edition)
     store = open_store()
     moment = parse_time(at) if at else datetime.now(timezone.utc)

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from distributor import subscribers as subs
-from distributor.cli.core import app, open_store, settings
+from distributor.cli.core import app, checked_settings, open_store, settings
 
 subscribers_app = typer.Typer(help="Email subscribers: add, import, export, remove, show, list.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
@@ -59,7 +59,7 @@ def add(
     confirmed: bool = typer.Option(False, "--confirmed", help="The reader opted in elsewhere: no confirmation email."),
 ) -> None:
     """Add a subscriber: pending with a confirmation email, or confirmed with --confirmed."""
-    s = settings()
+    s = checked_settings("subscribers add")
     store = open_store()
     before = subs.find(store, email)
     try:
@@ -91,7 +91,7 @@ def import_(
     Addresses already on the list are skipped, never changed. Exit code 1 only when
     nothing could be read.
     """
-    report = subs.import_csv(settings(), open_store(), file, confirmed=confirmed)
+    report = subs.import_csv(checked_settings("subscribers import"), open_store(), file, confirmed=confirmed)
     if as_json:
         typer.echo(
             json.dumps(

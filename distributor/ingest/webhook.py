@@ -24,6 +24,13 @@ from distributor.errors import DistributorError, SignatureError
 
 TIMESTAMP_HEADER = "X-Distributor-Timestamp"
 SIGNATURE_HEADER = "X-Distributor-Signature"
+# The only media type a signed push may carry (charset parameters aside).
+CONTENT_TYPE = "application/json"
+
+
+def is_json_media_type(header: str | None) -> bool:
+    """Whether a Content-Type header says application/json (any case, any parameters)."""
+    return (header or "").split(";", 1)[0].strip().lower() == CONTENT_TYPE
 SCHEME = "sha256"
 
 # Unix seconds, no sign or fraction; 12 digits reach the year 33658, enough to tell
@@ -40,8 +47,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def signed_headers(secret: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """Both headers a sender needs (for the CMS side, the CLI and tests)."""
+    """Every header a sender needs (for the CMS side, the CLI and tests)."""
     return {
+        "Content-Type": CONTENT_TYPE,
         TIMESTAMP_HEADER: str(int(timestamp)),
         SIGNATURE_HEADER: sign(secret, timestamp, body),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 from distributor import monitor
@@ -34,7 +34,15 @@ def create_app(
     `on_ingested(report)` runs after a webhook stored new or updated articles; the
     default posts them to instant Telegram channels in this process.
     """
-    app = FastAPI(title=f"{settings.site.name} distributor", version="0.1.0")
+    # No docs pages: FastAPI's /docs and /redoc load their scripts from a CDN and would
+    # show every route to anyone. The schema itself is for operators (below).
+    app = FastAPI(
+        title=f"{settings.site.name} distributor",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.settings = settings
     app.state.store = store
     app.state.on_ingested = on_ingested or (lambda report: webhooks.post_to_channels(settings, store, report))
@@ -56,6 +64,11 @@ def create_app(
         # The old flat field, kept for checks written against it.
         body["database"] = "ok" if body["components"].get("database", {}).get("ok") else "unreachable"
         return JSONResponse(body, status_code=503 if down else 200)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(operator.require_operator)])
+    def openapi_schema() -> JSONResponse:
+        """The OpenAPI schema of every route, behind the operator's bearer token."""
+        return JSONResponse(app.openapi())
 
     app.include_router(webhooks.router)
     app.include_router(operator.router)

@@ -39,7 +39,9 @@ def _refused(reason: str) -> PlainTextResponse:
     )
 
 
-@router.api_route("/c/{token}", methods=["GET", "HEAD"])
+# Two routes, not one with two methods: the OpenAPI schema needs an operation id each.
+@router.get("/c/{token}")
+@router.head("/c/{token}", include_in_schema=False)
 def follow_click(token: str, request: Request, settings: SettingsDep, store: StoreDep):  # noqa: ANN201
     """Count a click on one of our links and redirect to the article (see module docstring)."""
     try:

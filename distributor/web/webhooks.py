@@ -1,7 +1,7 @@
 """`POST /webhooks/articles`: the CMS pushes an article (or a batch) on publish.
 
 Checks, in this order, each with its own status so the CMS can tell what to fix:
-body size (413), signature and freshness (401), JSON shape (400), exact replay of an
+media type (415: only application/json), body size (413), signature and freshness (401), JSON shape (400), exact replay of an
 already accepted request (409); then each article is normalised on its own and the good
 ones are stored (200), or 422 when every one was rejected.
 """
@@ -25,9 +25,11 @@ from distributor.ingest.normalise import article_from_mapping
 from distributor.ingest.feeds import ParsedFeed
 from distributor.ingest.pipeline import IngestReport, store_articles
 from distributor.ingest.webhook import (
+    CONTENT_TYPE,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     PayloadError,
+    is_json_media_type,
     normalise_signature,
     parse_payload,
     verify,
@@ -67,12 +69,20 @@ async def signed_body(
     request: Request, settings: Settings, *, what: str
 ) -> tuple[bytes, datetime, str] | JSONResponse:
     """The body of a signed push (articles, page views) with its arrival time and
-    signature header, or the refusal to answer: 413 too large, 401 bad signature.
+    signature header, or the refusal to answer: 415 not JSON, 413 too large, 401 bad
+    signature.
 
     Replays are checked by the caller, after parsing, so a replayed bad body still gets
     its 400 rather than a 409.
     """
     config = settings.file.webhook
+    # Only JSON: a text/plain or form POST is what a browser may send cross-site without
+    # asking, and no sender of ours has a reason to use one.
+    media_type = request.headers.get("content-type")
+    if not is_json_media_type(media_type):
+        shown = media_type[:100] if media_type else "missing"
+        log.warning("%s refused: Content-Type %s", what, shown)
+        return _error(415, f"Content-Type must be {CONTENT_TYPE}, not {shown}")
     body = await _read_capped(request, config.max_body_bytes)
     if body is None:
         return _error(413, f"body larger than {config.max_body_bytes} bytes (webhook.max_body_bytes)")

@@ -21,6 +21,9 @@ def cli(tmp_path, monkeypatch, fake_telegram):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'var' / 'distributor.db'}")
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
     monkeypatch.setenv("TELEGRAM_API_BASE_URL", fake_telegram.base_url)
+    # Real posts (a bot token): the CLI refuses the demo key and links to this machine.
+    monkeypatch.setenv("SECRET_KEY", "channels-cli-tests-signing-key-0123456789abcdef")
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://www.newsarenaindia.com")
     runner = CliRunner()
 
     def invoke(*args: str, code: int = 0):

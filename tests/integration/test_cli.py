@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -141,10 +142,14 @@ def test_main_job_once_from_the_console_script(tmp_path):
     ingested, each edition sent once to the demo subscribers and channels as outbox files."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DISTRIBUTOR_CONFIG", "REDIS_URL", "SMTP_URL", "TELEGRAM_BOT_TOKEN"}}
     env["DISTRIBUTOR_CONFIG"] = str(CONFIG)
-    done = subprocess.run(
-        [sys.executable, "-m", "distributor", "run", "--once"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )
+    # --once serves no web app, so its port may be taken by anything.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "distributor", "run", "--once", "--port", str(taken.getsockname()[1])],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "var" / "distributor.db").exists()
     emails = sorted((tmp_path / "var" / "outbox" / "email").glob("*.eml"))

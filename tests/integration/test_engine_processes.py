@@ -239,7 +239,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
             DATABASE_URL=database,
             REDIS_URL=redis.url,
             SMTP_URL=f"{smtp.url}?timeout={SMTP_TIMEOUT}&helo=test",
-            SECRET_KEY="engine-process-tests",
+            SECRET_KEY="engine-process-tests-signing-key-0123456789abcdef",
             PUBLIC_BASE_URL="https://www.newsarenaindia.com",
         )
         if telegram is not None:

@@ -37,6 +37,24 @@ def test_disabled_without_a_token(tmp_path, store):
     assert response.status_code == 503 and "OPERATOR_TOKEN" in response.json()["detail"]
 
 
+def test_the_api_schema_is_for_operators_and_no_docs_page_loads_a_cdn(api):
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert api.get(path).status_code == 404
+        assert api.get(path, headers={"Authorization": ""}).status_code == 404
+    assert api.get("/openapi.json", headers={"Authorization": ""}).status_code == 401
+    assert api.get("/openapi.json", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    schema = api.get("/openapi.json")
+    assert schema.status_code == 200
+    assert {"/webhooks/articles", "/subscribe", "/api/schedules"} <= set(schema.json()["paths"])
+    assert "/openapi.json" not in schema.json()["paths"]
+
+
+def test_no_schema_without_an_operator_token(tmp_path, store):
+    with serve(create_app(settings_for(tmp_path), store)) as client:
+        assert client.get("/openapi.json").status_code == 503
+        assert client.get("/docs").status_code == 404
+
+
 def test_schedule_changes_are_stored(api, settings, store):
     listed = {row["edition"]: row for row in api.get("/api/schedules").json()}
     assert listed["morning"]["cron"] == "0 7 * * *" and len(listed["morning"]["next"]) == 3

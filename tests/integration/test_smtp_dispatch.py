@@ -668,6 +668,9 @@ def test_preview_writes_files_and_send_sends_a_slot_once(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'var' / 'distributor.db'}")
     monkeypatch.setenv("SMTP_URL", smtp_server.url)
+    # Real mail: `send` refuses the demo key and links to this machine.
+    monkeypatch.setenv("SECRET_KEY", "smtp-cli-tests-signing-key-0123456789abcdef")
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://www.newsarenaindia.com")
     store = Store(f"sqlite:///{tmp_path / 'var' / 'distributor.db'}")
     store.migrate()
     settings = settings_for(tmp_path)

@@ -199,6 +199,27 @@ def test_bad_signature_is_401(client, store):
     assert receipts(store) == []
 
 
+@pytest.mark.parametrize("path", ["/webhooks/articles", "/webhooks/pageviews"])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/jsonx", None])
+def test_signed_pushes_take_only_json_bodies(client, store, path, content_type):
+    body = encode(SEED)
+    headers = signed_headers(SECRET, int(time.time()), body)
+    headers.pop("Content-Type", None)
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = client.post(path, content=body, headers=headers)
+    assert response.status_code == 415
+    assert response.json() == {"error": f"Content-Type must be application/json, not {content_type or 'missing'}"}
+    assert find_article(store, "na-webhook-seed") is None and receipts(store) == []
+
+
+def test_json_with_a_charset_is_json(client, store):
+    body = encode(SEED)
+    headers = {**signed_headers(SECRET, int(time.time()), body), "Content-Type": "Application/JSON; charset=utf-8"}
+    assert client.post("/webhooks/articles", content=body, headers=headers).status_code == 200
+    assert find_article(store, "na-webhook-seed") is not None
+
+
 def test_tampered_body_is_401(client, store):
     stamp = int(time.time())
     headers = signed_headers(SECRET, stamp, encode(SEED))
@@ -233,7 +254,7 @@ def test_future_timestamp_is_401(client, store, settings):
 
 def test_malformed_timestamp_is_401(client):
     body = encode(SEED)
-    headers = {TIMESTAMP_HEADER: "soon", SIGNATURE_HEADER: sign(SECRET, 0, body)}
+    headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: "soon", SIGNATURE_HEADER: sign(SECRET, 0, body)}
     response = post(client, body, headers=headers)
     assert response.status_code == 401
     assert response.json()["error"].startswith(f"malformed {TIMESTAMP_HEADER}")

@@ -52,7 +52,11 @@ def test_known_vector():
 
 def test_signed_headers():
     headers = signed_headers(SECRET, NOW, BODY)
-    assert headers == {TIMESTAMP_HEADER: str(NOW), SIGNATURE_HEADER: sign(SECRET, NOW, BODY)}
+    assert headers == {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: str(NOW),
+        SIGNATURE_HEADER: sign(SECRET, NOW, BODY),
+    }
 
 
 def test_good_signature_returns_the_timestamp():
