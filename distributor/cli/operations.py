@@ -227,12 +227,9 @@ def _console_lines(s, store, host: str, port: int) -> list[str]:  # noqa: ANN001
 
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     lines = [f"subscribe page: http://{shown}:{port}/subscribe", f"console: http://{shown}:{port}/admin"]
-    demo = (
-        not s.env.smtp_url
-        and not s.env.telegram_bot_token
-        and host in ("127.0.0.1", "localhost", "::1")
-    )
-    if demo:
+    from distributor.startup import is_demo
+
+    if is_demo(s, web_host=host):
         login = operators.ensure_demo_operator(store)
         if login is not None:
             lines.append(f"console demo login (shown once): {login[0]} / {login[1]}")
@@ -268,7 +265,8 @@ def run(
         typer.echo(line)
     if once:
         return
-    if web:
+    if sock is not None:
+        port = sock.getsockname()[1]  # the real one when --port 0 asked for any free port
         for line in _console_lines(s, store, host, port):
             typer.echo(line)
     _export_config()
