@@ -36,6 +36,7 @@ def preview(
     at: Optional[str] = typer.Option(None, "--at", help="End of the window (ISO 8601 or an age like 2h; default now)."),
     subscriber: Optional[str] = typer.Option(None, "--subscriber", help="Render the variant (sections, name, links) of this subscriber."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for email.html, email.txt, email.eml, telegram.json (default: var/preview)."),
+    to: Optional[str] = typer.Option(None, "--to", help="Also mail this preview as a test to ADDRESS (Subject \"[Test] ...\", no delivery recorded)."),
 ) -> None:
     """Write an issue as email.html, email.txt, email.eml and telegram.json; sends nothing.
 
@@ -90,6 +91,22 @@ def preview(
         typer.echo("note: nothing in this window for these sections; such a reader would get no email")
     for name in files:
         typer.echo(f"wrote {folder / name}")
+    if to:
+        from distributor.delivery.trial import TEST_PREFIX, send_test
+        from distributor.subscribers import InvalidAddress, normalise_address
+
+        try:
+            address = normalise_address(to)
+        except InvalidAddress as exc:
+            typer.echo(f"--to: {exc}", err=True)
+            raise typer.Exit(2) from None
+        test = render_variant(s, issue, sections=sections, run_id=None, now=moment, subject_prefix=TEST_PREFIX)
+        result = send_test(s, test, address, name=recipient.name if recipient else "", text_only=text_only)
+        if result.outcome != "sent":
+            typer.echo(f"test to {address} not sent: {result.code or ''} {result.reply}".strip(), err=True)
+            raise typer.Exit(1)
+        where = "SMTP" if s.env.smtp_url is not None else f"the outbox ({(s.outbox_dir / 'email').resolve()})"
+        typer.echo(f"test sent to {address} through {where}")
 
 
 @app.command()

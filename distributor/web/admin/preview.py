@@ -9,7 +9,6 @@ strict, and nothing in a preview can run script.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -19,6 +18,7 @@ from limits import RateLimitItemPerHour
 from starlette.concurrency import run_in_threadpool
 
 from distributor import subscribers
+from distributor.delivery.trial import TEST_PREFIX
 from distributor.editions import build_edition
 from distributor.operators import Session
 from distributor.runs import previous_run_end
@@ -26,7 +26,6 @@ from distributor.web.admin.auth import form_of, limiter, need
 from distributor.web.admin.render import page, twin
 
 router = APIRouter(prefix="/admin")
-TEST_PREFIX = "[Test] "
 # The email as a reader's client gets it: inline styles and https images, no script, no
 # requests anywhere else, only framed by the console.
 EMAIL_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'"
@@ -70,7 +69,7 @@ def _choice(request: Request, values) -> Choice:  # noqa: ANN001 - query params 
     return Choice(edition, at.astimezone(timezone.utc), str(values.get("subscriber") or "").strip()[:254], tuple(sorted(chosen)) or None)
 
 
-def _render(request: Request, choice: Choice, *, subject_prefix: str = "", to: str | None = None) -> dict:
+def _render(request: Request, choice: Choice, *, subject_prefix: str = "") -> dict:
     from distributor.delivery.telegram import preview_calls
     from distributor.render.email import Recipient, fill_html, fill_text, render_variant
 
@@ -105,8 +104,7 @@ def _render(request: Request, choice: Choice, *, subject_prefix: str = "", to: s
         "problem": problem,
         "telegram": preview_calls(settings, issue),
     }
-    if to is not None:
-        result["message"] = variant.message(Recipient(email=to) if recipient is None else Recipient(email=to, name=recipient.name), text_only=text_only)
+    result["name"] = recipient.name if recipient else ""
     return result
 
 
@@ -163,8 +161,7 @@ async def preview_email(request: Request, session: Session = Depends(need("viewe
 @router.post("/preview/test-send")
 async def test_send(request: Request, session: Session = Depends(need("editor"))) -> Response:
     """Mail the preview to one address: Subject "[Test] ...", no ledger row, rate-limited."""
-    from distributor.channels.mail import Envelope, mail_channel
-    from distributor.render.email import envelope_sender
+    from distributor.delivery.trial import send_test
     from distributor.subscribers import InvalidAddress
 
     form = await form_of(request, session)
@@ -181,9 +178,10 @@ async def test_send(request: Request, session: Session = Depends(need("editor"))
         data = await run_in_threadpool(_page_data, request, choice)
         return page(request, "preview.html", status=429, session=session, title="Preview",
                     result={"ok": False, "text": f"At most {settings.file.admin.test_sends_per_hour} test sends an hour; try later."}, **data)
-    rendered = await run_in_threadpool(_render, request, choice, subject_prefix=TEST_PREFIX, to=to)
-    envelope = Envelope(sender=envelope_sender(settings), recipient=to, data=rendered["message"], ref=f"test-{session.operator.name}-{int(time.time())}")
-    [sent] = await run_in_threadpool(mail_channel(settings).send, [envelope])
+    rendered = await run_in_threadpool(_render, request, choice, subject_prefix=TEST_PREFIX)
+    sent = await run_in_threadpool(
+        lambda: send_test(settings, rendered["variant"], to, name=rendered["name"], text_only=rendered["text_only"], label=session.operator.name)
+    )
     data = await run_in_threadpool(_page_data, request, choice)
     ok = sent.outcome == "sent"
     text = f"Test sent to {to}." if ok else f"Test to {to} not sent: {sent.code or ''} {sent.reply}".strip()

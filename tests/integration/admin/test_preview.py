@@ -113,3 +113,25 @@ def test_a_viewer_cannot_test_send(live, smtp):
     token = form_token(viewer.get("/admin").text)
     assert viewer.post("/admin/preview/test-send", data={"csrf_token": token, "edition": "morning", "to": "x@example.org"}).status_code == 403
     assert smtp.messages == []
+
+
+def test_cli_preview_to_an_address_sends_one_test(tmp_path, monkeypatch, store, smtp):
+    from typer.testing import CliRunner
+
+    from distributor.cli import app
+    from tests.conftest import CONFIG
+
+    monkeypatch.chdir(tmp_path)
+    settings = settings_for(tmp_path)
+    assert ingest_source(settings, store, str(SAMPLE), redate_dates=True).ok
+    env = {"DATABASE_URL": store.url, "SMTP_URL": smtp.url, "SECRET_KEY": "cli-preview-secret-" + "4" * 40,
+           "PUBLIC_BASE_URL": "https://news.newsarenaindia.com"}
+    runner = CliRunner()
+    result = runner.invoke(app, ["--config", str(CONFIG), "preview", "morning", "--out", str(tmp_path / "p"), "--to", "desk@newsroom.example"],
+                           env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "test sent to desk@newsroom.example through SMTP" in result.output
+    [received] = smtp.messages
+    assert email.message_from_bytes(received.data, policy=policy.default)["Subject"].startswith("[Test] ")
+    bad = runner.invoke(app, ["--config", str(CONFIG), "preview", "morning", "--out", str(tmp_path / "p"), "--to", "nope"], env=env)
+    assert bad.exit_code == 2 and "--to:" in bad.output
