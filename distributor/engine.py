@@ -67,7 +67,7 @@ def open_slot(settings: Settings, store: Store, edition: str, slot: datetime, zo
     config = edition_config(settings, edition)
     previous = previous_run_end(store, edition, slot, timezone=zone) if config.window == "since_last" else None
     window = window_for(config, slot, previous_end=previous)
-    return open_run(store, edition, slot, window, timezone=zone, force=force)
+    return open_run(store, edition, slot, window, timezone=zone, site_timezone=settings.site.timezone, force=force)
 
 
 def tick(settings: Settings, store: Store, now: datetime) -> TickResult:

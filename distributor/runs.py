@@ -1,8 +1,9 @@
-"""Edition runs (issues of an edition): one per (edition, slot, timezone), made exactly once.
+"""Edition runs (issues of an edition): one per (edition, zone, local slot), made exactly once.
 
-The unique constraint in the database, not a check in Python, is what stops a second
-run for the same slot: two processes racing both try to insert, one wins, the other
-reads the winner's row.
+A run's identity is the slot's wall-clock time in its zone, not the UTC instant: when
+clocks go back, 01:30 happens twice an hour apart, and both instants name the same
+issue. The unique index in the database, not a check in Python, is what stops a second
+run: two processes racing both try to insert, one wins, the other reads the winner's row.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +33,15 @@ class RunInfo:
     window: Window
     status: str
     article_keys: tuple[str, ...]
+    local_slot: str = ""
+
+
+def local_slot(slot: datetime, zone: str) -> str:
+    """The slot on the wall clock of `zone`, to the second: the run's identity with its zone.
+
+    Both instants of a repeated fall-back time give the same string.
+    """
+    return slot.astimezone(ZoneInfo(zone)).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def _info(row: EditionRunRow) -> RunInfo:
@@ -43,6 +54,7 @@ def _info(row: EditionRunRow) -> RunInfo:
         window=Window(row.window_start, row.window_end),
         status=row.status,
         article_keys=tuple(row.article_keys or ()),
+        local_slot=row.local_slot,
     )
 
 
@@ -61,21 +73,26 @@ def open_run(
     window: Window,
     *,
     timezone: str = "",
+    site_timezone: str = "UTC",
     article_keys: Sequence[str] = (),
     force: bool = False,
 ) -> tuple[RunInfo, bool]:
-    """The run for this slot, creating it if needed; returns (run, created).
+    """The run for this local slot, creating it if needed; returns (run, created).
 
-    With `force`, always creates a further attempt for the same slot (`send --force`).
+    `timezone` is the subscriber zone of a local-time run ("" for site time, whose
+    wall clock is `site_timezone`'s). A slot whose wall-clock time already has a run
+    (the second 01:30 of a fall-back night) gets that run. With `force`, always creates
+    a further attempt for the same local slot (`send --force`).
     """
+    wall = local_slot(slot, timezone or site_timezone)
     for _ in range(5):
         with store.session() as session:
             existing = session.scalars(
                 select(EditionRunRow)
                 .where(
                     EditionRunRow.edition == edition,
-                    EditionRunRow.slot == slot,
                     EditionRunRow.timezone == timezone,
+                    EditionRunRow.local_slot == wall,
                 )
                 .order_by(EditionRunRow.attempt.desc())
             ).first()
@@ -85,6 +102,7 @@ def open_run(
                 edition=edition,
                 slot=slot,
                 timezone=timezone,
+                local_slot=wall,
                 attempt=(existing.attempt + 1) if existing is not None else 0,
                 window_start=window.start,
                 window_end=window.end,
