@@ -8,17 +8,28 @@ run: two processes racing both try to insert, one wins, the other reads the winn
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
+from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from distributor.editions import Window
 from distributor.store import Store
 from distributor.store.models import DeliveryRow, EditionRunRow, TelegramPostRow, utcnow
+
+log = logging.getLogger(__name__)
+
+# Seconds between two progress stamps of one run by one process: a batch records results
+# every few milliseconds, and every stamp is a write to the run's one row.
+PROGRESS_EVERY = 5.0
+_stamped: dict[tuple[str, int], float] = {}  # (database URL, run id) -> monotonic time
+_stamped_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -167,3 +178,33 @@ def telegram_counts(store: Store, run_id: int) -> dict[str, int]:
                 .group_by(TelegramPostRow.status)
             )
         }
+
+
+def note_progress(store: Store, run_ids: Iterable[int | None]) -> None:
+    """Senders call this after recording outcomes of a run's deliveries or posts.
+
+    It stamps the run's `progress_at`, which tells the tick the run's work is alive
+    (engine.stale_runs). At most one stamp per run per PROGRESS_EVERY from a process;
+    a failure is logged, never raised: the outcomes are already recorded, and a missed
+    stamp costs at most one harmless re-queue.
+    """
+    clock = time.monotonic()
+    with _stamped_lock:
+        due = sorted({i for i in run_ids if i and clock - _stamped.get((store.url, i), -PROGRESS_EVERY) >= PROGRESS_EVERY})
+        for run_id in due:
+            _stamped[(store.url, run_id)] = clock
+        if len(_stamped) > 10_000:  # a long-lived worker: forget old runs
+            for key in [k for k, v in _stamped.items() if clock - v > PROGRESS_EVERY]:
+                del _stamped[key]
+    if not due:
+        return
+    now = utcnow()
+    try:
+        with store.session() as session:
+            session.execute(
+                update(EditionRunRow)
+                .where(EditionRunRow.id.in_(due), or_(EditionRunRow.progress_at.is_(None), EditionRunRow.progress_at < now))
+                .values(progress_at=now)
+            )
+    except Exception:  # noqa: BLE001 - advisory: see the docstring
+        log.warning("could not stamp run progress", exc_info=True, extra={"runs": due})

@@ -187,6 +187,10 @@ class EditionRunRow(Base):
     layout: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # When the scheduler last re-queued this run's work because it looked lost.
     requeued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When a sender last recorded outcomes of this run's deliveries or posts (migration
+    # 0007): a run with queued work, no live claim and no progress for
+    # [scheduler] stall_seconds lost its tasks (distributor.engine.stale_runs).
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")

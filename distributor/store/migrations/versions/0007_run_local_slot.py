@@ -1,4 +1,4 @@
-"""a run is unique per edition, zone and local wall-clock slot
+"""a run is unique per edition, zone and local wall-clock slot; runs stamp progress
 
 Revision ID: 0007
 Revises: 0005
@@ -8,6 +8,9 @@ Adds edition_runs.local_slot, backfilled from the stored UTC slot read in the ru
 site-time runs), and a unique index over (edition, timezone, local_slot, attempt).
 Fall-back twins that older code opened (01:30 -04:00 and 01:30 -05:00) become attempts
 0, 1, ... of their local slot, in the order they were made, so no row is lost.
+
+Also adds edition_runs.progress_at: when a sender last recorded an outcome of the run,
+which the tick reads to find runs whose broker work is gone.
 """
 from collections import defaultdict
 from datetime import timezone
@@ -39,6 +42,7 @@ def _site_timezone() -> str:
 def upgrade() -> None:
     with op.batch_alter_table("edition_runs") as batch:
         batch.add_column(sa.Column("local_slot", sa.String(length=19), nullable=True))
+        batch.add_column(sa.Column("progress_at", sa.DateTime(timezone=True), nullable=True))
     connection = op.get_bind()
     site = _site_timezone()
     groups: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
@@ -72,4 +76,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("uq_edition_runs_local_slot", table_name="edition_runs")
     with op.batch_alter_table("edition_runs") as batch:
+        batch.drop_column("progress_at")
         batch.drop_column("local_slot")
