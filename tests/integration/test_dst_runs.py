@@ -201,6 +201,7 @@ def test_migration_backfills_local_slots_and_renumbers_twins(old_store):
         ("local", edt, "America/New_York", 0),
         ("local", datetime(2026, 11, 1, 1, 30, tzinfo=UTC), "Asia/Kolkata", 0),
     ]
+
     def stored(moment: datetime) -> datetime:
         # SQLite keeps naive UTC, as UTCDateTime writes it.
         return moment.replace(tzinfo=None) if old_store.dialect == "sqlite" else moment
