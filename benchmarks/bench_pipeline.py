@@ -99,6 +99,15 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a live process has used (its own threads included)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def wait_for_log(log: Path, text: str, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -171,6 +180,7 @@ def one_size(count: int, database_url: str, concurrency: int, env_base: dict, fo
                 cwd=workdir, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
             )
         wait_for_log(log, " ready.", worker)
+        cpu_before = sum(cpu_seconds(pid) for pid in process_tree(worker.pid))
 
         start = time.perf_counter()
         subprocess.run(
@@ -190,6 +200,7 @@ def one_size(count: int, database_url: str, concurrency: int, env_base: dict, fo
         seconds = time.perf_counter() - start
         tree = process_tree(worker.pid)
         rss = {pid: round(peak_rss_mb(pid), 1) for pid in tree}
+        cpu = sum(cpu_seconds(pid) for pid in tree) - cpu_before
         from sqlalchemy import func, select
 
         from distributor.store.models import DeliveryRow
@@ -205,6 +216,10 @@ def one_size(count: int, database_url: str, concurrency: int, env_base: dict, fo
             "build_seconds": round(built or seconds, 2),
             "send_messages_per_second": round(count / (seconds - (built or 0))) if seconds > (built or 0) else None,
             "statuses": statuses,
+            # The worker's CPU over the run (pool and main process, every thread): with
+            # `seconds` it tells a CPU-bound sender from one waiting on the machine.
+            "worker_cpu_seconds": round(cpu, 1),
+            "worker_cpu_ms_per_message": round(1000 * cpu / count, 3),
             "worker_processes": len(tree),
             "peak_rss_mb_largest_process": max(rss.values()),
             "peak_rss_mb_all_processes": round(sum(rss.values()), 1),
@@ -233,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     from distributor.settings import load_settings
 
     connections = load_settings(ROOT / "config" / "distributor.toml").file.email.connections
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     sbin = bench_email.postfix_tools()
     port = bench_email.free_port()
     sink = bench_email.start_sink(sbin, port)
@@ -264,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         result["ratio_to_ceiling"] = round(result["messages_per_second"] / ceiling, 3)
     output = {
         "cpus": os.cpu_count(),
+        "load_average_at_start": load_at_start,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "concurrency": args.concurrency,
         "connections_per_process": connections,
