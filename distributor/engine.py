@@ -67,7 +67,7 @@ def open_slot(settings: Settings, store: Store, edition: str, slot: datetime, zo
     config = edition_config(settings, edition)
     previous = previous_run_end(store, edition, slot, timezone=zone) if config.window == "since_last" else None
     window = window_for(config, slot, previous_end=previous)
-    return open_run(store, edition, slot, window, timezone=zone, force=force)
+    return open_run(store, edition, slot, window, timezone=zone, site_timezone=settings.site.timezone, force=force)
 
 
 def tick(settings: Settings, store: Store, now: datetime) -> TickResult:
@@ -111,39 +111,82 @@ def tick(settings: Settings, store: Store, now: datetime) -> TickResult:
 
 
 def stale_runs(settings: Settings, store: Store, now: datetime) -> list[int]:
-    """Runs whose work has not moved for `stale_after_seconds`, claimed for re-queueing.
+    """Runs whose queued work looks lost, claimed for re-queueing; their ids.
 
-    A run still building, or sending with deliveries or posts that nobody claimed for
-    that long, probably lost its tasks (a broker restart). Each is returned at most once
-    per period (the claim is the `requeued_at` stamp), so a long but healthy fan-out is
-    re-queued rarely, and re-queued work is harmless: sends are claimed in the database.
+    Two rules find them:
+    - stalled (`stall_seconds`, default 60): a prepared run with deliveries or posts
+      waiting to be sent, none claimed by a live sender, and no outcome recorded (the
+      senders' `progress_at` stamp) for that long: its tasks are gone, e.g. Redis
+      restarted without persistence. This is what makes recovery take a minute.
+    - idle (`stale_after_seconds`): queued deliveries or posts nobody touched for that
+      long, even while other batches of the run progress (one lost task among many).
+    A run still building after a tick was opened without a task or lost its task.
+
+    Each run is returned at most once per period (the claim is the `requeued_at` stamp),
+    and re-queued work is harmless: sends are claimed in the database.
     """
-    from sqlalchemy import and_, exists, or_, update
+    from sqlalchemy import and_, exists, func, not_, or_, update
 
+    from distributor.delivery.email import claim_timeout
     from distributor.store.models import DeliveryRow, TelegramPostRow
 
-    cutoff = now - timedelta(seconds=settings.file.scheduler.stale_after_seconds)
-    not_recent = or_(EditionRunRow.requeued_at.is_(None), EditionRunRow.requeued_at < cutoff)
-    idle_email = exists().where(
-        DeliveryRow.run_id == EditionRunRow.id, DeliveryRow.status == "queued", DeliveryRow.updated_at < cutoff
+    scheduler = settings.file.scheduler
+    stall_cutoff = now - timedelta(seconds=scheduler.stall_seconds)
+    cutoff = now - timedelta(seconds=scheduler.stale_after_seconds)
+    # The shorter period bounds how often one run is re-queued, whichever rule found it.
+    period_cutoff = max(stall_cutoff, cutoff)
+    not_recent = or_(EditionRunRow.requeued_at.is_(None), EditionRunRow.requeued_at < period_cutoff)
+    prepared = EditionRunRow.status.in_(("ready", "sending"))
+
+    queued_email = and_(DeliveryRow.run_id == EditionRunRow.id, DeliveryRow.status == "queued")
+    due_post = and_(
+        TelegramPostRow.run_id == EditionRunRow.id,
+        TelegramPostRow.status == "pending",
+        or_(TelegramPostRow.next_attempt_at.is_(None), TelegramPostRow.next_attempt_at <= now),
     )
+    # Claims that a sender still holds. (Claims become leases with issue 10 item 2; this
+    # is the one place the tick reads them.)
+    live_email = exists().where(
+        DeliveryRow.run_id == EditionRunRow.id,
+        DeliveryRow.status == "sending",
+        DeliveryRow.updated_at >= now - claim_timeout(settings),
+    )
+    live_post = exists().where(
+        TelegramPostRow.run_id == EditionRunRow.id,
+        TelegramPostRow.status == "sending",
+        TelegramPostRow.claimed_at >= now - timedelta(seconds=settings.file.telegram.stale_claim_seconds),
+    )
+    stalled = and_(
+        prepared,
+        func.coalesce(EditionRunRow.progress_at, EditionRunRow.created_at) < stall_cutoff,
+        or_(EditionRunRow.requeued_at.is_(None), EditionRunRow.requeued_at < stall_cutoff),
+        or_(exists().where(queued_email), exists().where(due_post)),
+        not_(live_email),
+        not_(live_post),
+    )
+    idle_email = exists().where(queued_email, DeliveryRow.updated_at < cutoff)
     idle_posts = exists().where(
         TelegramPostRow.run_id == EditionRunRow.id, TelegramPostRow.status == "pending", TelegramPostRow.created_at < cutoff
     )
+    idle = and_(
+        prepared,
+        EditionRunRow.created_at < cutoff,
+        or_(EditionRunRow.requeued_at.is_(None), EditionRunRow.requeued_at < cutoff),
+        or_(idle_email, idle_posts),
+    )
     # A run still building after a tick was opened without a task (the operator API's
     # run-now) or lost its task: the first pick-up is immediate, later ones periodic.
-    tick_ago = now - timedelta(seconds=settings.file.scheduler.tick_seconds)
+    tick_ago = now - timedelta(seconds=scheduler.tick_seconds)
     lost_build = and_(
         EditionRunRow.status == "building",
         or_(
             and_(EditionRunRow.requeued_at.is_(None), EditionRunRow.created_at < tick_ago),
-            EditionRunRow.created_at < cutoff,
+            and_(EditionRunRow.created_at < period_cutoff, EditionRunRow.requeued_at < period_cutoff),
         ),
     )
-    sending_idle = and_(EditionRunRow.status.in_(("ready", "sending")), EditionRunRow.created_at < cutoff, or_(idle_email, idle_posts))
     claimed: list[int] = []
     with store.session() as session:
-        candidates = list(session.scalars(select(EditionRunRow.id).where(not_recent, or_(lost_build, sending_idle))))
+        candidates = list(session.scalars(select(EditionRunRow.id).where(or_(lost_build, stalled, idle))))
         for run_id in candidates:
             # The conditional update is the claim: two ticks racing re-queue a run once.
             changed = session.execute(
@@ -195,14 +238,28 @@ def prepare_run(settings: Settings, store: Store, run_id: int) -> Prepared:
         set_status(store, run_id, "skipped", note=note, finished=True)
         log.info("edition run skipped", extra={"edition": run.edition, "run": run_id, "reason": note})
         return Prepared(get_run(store, run_id), ready=False, reason=note)
+    from sqlalchemy import update
+
+    from distributor.store.models import utcnow
+
     with store.session() as session:
-        row = session.get(EditionRunRow, run_id)
-        # The layout keeps every candidate and the limits, so each variant can be made
-        # again later; article_keys are what an all-sections reader gets (the run's count).
-        row.article_keys = [a.key for a in issue.for_sections(None).articles]
-        row.layout = issue.layout()
-        row.status = "ready"
-    return Prepared(get_run(store, run_id), ready=True)
+        # Only from "building": a second builder (a re-queued build racing the first)
+        # must not replace the article list the first one began to send. The layout
+        # keeps every candidate and the limits, so each variant can be made again later;
+        # article_keys are what an all-sections reader gets (the run's count). The
+        # progress stamp gives the fan-out that follows its own stall_seconds.
+        session.execute(
+            update(EditionRunRow)
+            .where(EditionRunRow.id == run_id, EditionRunRow.status == "building")
+            .values(
+                article_keys=[a.key for a in issue.for_sections(None).articles],
+                layout=issue.layout(),
+                status="ready",
+                progress_at=utcnow(),
+            )
+        )
+    run = get_run(store, run_id)
+    return Prepared(run, ready=run.status in ("ready", "sending", "sent"), reason="" if run.status == "ready" else run.status)
 
 
 def issue_of(settings: Settings, store: Store, run: RunInfo) -> Edition:

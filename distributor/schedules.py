@@ -30,18 +30,25 @@ log = logging.getLogger(__name__)
 def _walk(cron: str, tz: ZoneInfo, after: datetime):
     """Yield scheduled UTC times after `after`, each local wall-clock time once.
 
-    A local time that does not exist (spring forward) fires once at the shifted time;
-    one that happens twice (fall back) fires only at its first occurrence.
+    A local time that happens twice (fall back) fires only at its first occurrence, as
+    cron does. That is decided from the moment alone, not from what this walk yielded
+    before, so successive ticks (each a new walk) agree. A local time that does not
+    exist (spring forward) is croniter's to place: a daily time in the gap fires once
+    at the first minute after it; a time of a schedule that fires again after the gap
+    that hour is left out. The database holds the same identity (distributor.runs).
     """
     itr = croniter(cron, after.astimezone(tz))
-    last_wall: datetime | None = None
     while True:
         local = itr.get_next(datetime)
-        wall = local.replace(tzinfo=None)
-        if wall == last_wall:
+        if _repeated(local, tz):
             continue
-        last_wall = wall
         yield local.astimezone(timezone.utc)
+
+
+def _repeated(local: datetime, tz: ZoneInfo) -> bool:
+    """Whether `local` is the second occurrence of its wall-clock time (fall back)."""
+    first = local.replace(tzinfo=None).replace(tzinfo=tz, fold=0)
+    return first.utcoffset() != local.utcoffset()
 
 
 def slots_between(cron: str, tz: ZoneInfo, after: datetime, until: datetime) -> list[datetime]:

@@ -211,6 +211,11 @@ class SchedulerConfig(_Strict):
     # broker may have lost it (a Redis restart without persistence). Safe to repeat,
     # because deliveries and posts are claimed in the database before sending.
     stale_after_seconds: int = Field(default=300, ge=5, le=24 * 3600)
+    # A run with queued deliveries or posts, none claimed by a live sender, and no
+    # outcome recorded for this many seconds lost its tasks (a Redis restart without
+    # persistence): the tick queues it again. Senders stamp progress at most every
+    # PROGRESS_EVERY (5 s) per run, so this must be well above that.
+    stall_seconds: int = Field(default=60, ge=15, le=24 * 3600)
 
 
 class CeleryConfig(_Strict):

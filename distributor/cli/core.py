@@ -95,7 +95,7 @@ def bind_web(host: str, port: int):  # noqa: ANN201 - a socket.socket
 def open_store(migrate: bool = False) -> Store:
     store = Store(settings().database_url)
     if migrate:
-        store.migrate()
+        store.migrate(site_timezone=settings().site.timezone)
     elif not store.is_initialised():
         typer.echo(
             f"the database {store.describe()} has no schema yet: run `distributor init` first", err=True
@@ -137,7 +137,7 @@ def parse_time(value: str, *, now: datetime | None = None) -> datetime:
 def init() -> None:
     """Create the database, or upgrade it to the newest schema."""
     store = open_store(migrate=True)
-    revision = store.migrate()
+    revision = store.current_revision()
     typer.echo(f"database ready: {store.describe()} (schema {revision})")
 
 

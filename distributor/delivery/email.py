@@ -50,7 +50,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from distributor.channels.mail import Envelope, MailChannel, SendResult, mail_channel
 from distributor.channels.smtp import is_bad_address
 from distributor.editions import Edition
-from distributor.runs import RunInfo, delivery_counts, get_run
+from distributor.runs import RunInfo, delivery_counts, get_run, note_progress
 from distributor.settings import Settings
 from distributor.store import Store
 from distributor.store.models import DeliveryRow, SubscriberRow, utcnow
@@ -453,6 +453,7 @@ class _Job:
     subscriber_status: str
     last_reply: str
     text_only: bool = False  # the reader chose the text format
+    run_id: int = 0
     rendered: object = None
     result: Decision | None = field(default=None)
 
@@ -496,6 +497,7 @@ def _claimed(store: Store, run_id: int, first_id: int, last_id: int, token: str,
             subscriber_status=r.status,
             last_reply=r.reply or "",
             text_only=r.format == "text",
+            run_id=run_id,
         )
         for r in rows
     ]
@@ -539,6 +541,7 @@ def _record(store: Store, token: str, now: datetime, jobs: Sequence[_Job], repor
             report.bounced += changed.rowcount or 0
     for job in decided:
         setattr(report, job.result.status, getattr(report, job.result.status) + 1)
+    note_progress(store, {j.run_id for j in decided})
 
 
 def send_batch(

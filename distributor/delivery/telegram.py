@@ -411,9 +411,13 @@ def _failure(settings: Settings, store: Store, channel: str, result: TelegramRes
 def _settle(store: Store, row_ids: Sequence[int], sent: _Send, now: datetime, *, kind: str,
             hashes: dict[int, str] | None = None) -> None:
     """Write a send's outcome to its rows."""
+    from distributor.runs import note_progress
+
+    runs: set[int] = set()
     with store.session() as session:
         for row_id in row_ids:
             row = session.get(TelegramPostRow, row_id)
+            runs.add(row.run_id)
             row.status = sent.status
             row.message_ids = list(sent.ids)
             row.chat_id = str(sent.chat_id) or row.chat_id
@@ -428,6 +432,7 @@ def _settle(store: Store, row_ids: Sequence[int], sent: _Send, now: datetime, *,
                     row.content_hash = hashes[row_id]
             elif sent.status == "pending":
                 row.next_attempt_at = now + timedelta(seconds=sent.retry_in)
+    note_progress(store, runs)
 
 
 def _report(channel: str, target: str, sent: _Send) -> PostReport:

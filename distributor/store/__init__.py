@@ -80,8 +80,12 @@ class Store:
 
         return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() or ""
 
-    def migrate(self) -> str:
-        """Create or upgrade the schema to the newest revision; returns that revision."""
+    def migrate(self, revision: str = "head", *, site_timezone: str | None = None) -> str:
+        """Create or upgrade the schema to `revision` (the newest by default); returns it.
+
+        `site_timezone` is the zone site-time edition runs were scheduled in: the
+        migration that gives runs their local wall-clock slot reads old slots in it.
+        """
         from alembic import command
         from alembic.config import Config
         from alembic.runtime.migration import MigrationContext
@@ -89,9 +93,11 @@ class Store:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        if site_timezone:
+            config.attributes["site_timezone"] = site_timezone
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision() or ""
 

@@ -166,16 +166,24 @@ class SubscriberRow(Base):
 
 
 class EditionRunRow(Base):
-    """One issue of an edition: unique per (edition, slot, timezone, attempt)."""
+    """One issue of an edition: unique per (edition, timezone, local slot, attempt)."""
 
     __tablename__ = "edition_runs"
-    __table_args__ = (UniqueConstraint("edition", "slot", "timezone", "attempt"),)
+    __table_args__ = (
+        UniqueConstraint("edition", "slot", "timezone", "attempt"),
+        # The run's identity (migration 0007): the wall-clock slot, not the UTC instant,
+        # so the hour repeated when clocks go back cannot open a second run.
+        Index("uq_edition_runs_local_slot", "edition", "timezone", "local_slot", "attempt", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     edition: Mapped[str] = mapped_column(String(64), index=True)
     slot: Mapped[datetime] = mapped_column(UTCDateTime)
     # "" for site-time editions; the subscriber zone for local-time ones.
     timezone: Mapped[str] = mapped_column(String(64), default="")
+    # The slot on the wall clock of that zone (the site's for ""), "YYYY-MM-DDTHH:MM:SS":
+    # see distributor.runs.local_slot.
+    local_slot: Mapped[str] = mapped_column(String(19))
     # 0 for the scheduled run; `send --force` adds 1, 2, ...
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -186,6 +194,10 @@ class EditionRunRow(Base):
     layout: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # When the scheduler last re-queued this run's work because it looked lost.
     requeued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When a sender last recorded outcomes of this run's deliveries or posts (migration
+    # 0007): a run with queued work, no live claim and no progress for
+    # [scheduler] stall_seconds lost its tasks (distributor.engine.stale_runs).
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")

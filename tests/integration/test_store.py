@@ -134,7 +134,7 @@ def test_pins(store):
 def test_ledger_uniqueness(store):
     with store.session() as session:
         sub = SubscriberRow(email="reader@example.com", status="confirmed")
-        run = EditionRunRow(edition="morning", slot=T0, window_start=T0 - timedelta(days=1), window_end=T0)
+        run = EditionRunRow(edition="morning", slot=T0, local_slot="2025-07-04T11:47:00", window_start=T0 - timedelta(days=1), window_end=T0)
         session.add_all([sub, run])
     with store.session() as session:
         session.add(DeliveryRow(run_id=run.id, subscriber_id=sub.id))
@@ -143,7 +143,7 @@ def test_ledger_uniqueness(store):
             session.add(DeliveryRow(run_id=run.id, subscriber_id=sub.id))
     with pytest.raises(IntegrityError):
         with store.session() as session:
-            session.add(EditionRunRow(edition="morning", slot=T0, window_start=T0 - timedelta(days=1), window_end=T0))
+            session.add(EditionRunRow(edition="morning", slot=T0, local_slot="2025-07-04T11:47:00", window_start=T0 - timedelta(days=1), window_end=T0))
     save_articles(store, [SEED], now=T0)
     with store.session() as session:
         article_id = session.scalar(select(ArticleRow.id).where(ArticleRow.key == SEED.key))

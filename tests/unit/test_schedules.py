@@ -41,6 +41,19 @@ def test_nonexistent_and_repeated_local_times_fire_once():
     assert autumn == [utc(2026, 10, 25, 0, 30)]
 
 
+def test_repeated_local_time_fires_once_across_successive_walks():
+    # Each scheduler tick is a new walk: the second 01:30 (GMT) must not fire in the
+    # tick after the first (BST) one did.
+    found = []
+    moment = utc(2026, 10, 24, 22)
+    while moment < utc(2026, 10, 25, 4):
+        found += slots_between("*/30 * * * *", LONDON, moment, moment + timedelta(minutes=5))
+        moment += timedelta(minutes=5)
+    walls = [m.astimezone(LONDON).strftime("%H:%M") for m in found]
+    assert walls == ["23:30", "00:00", "00:30", "01:00", "01:30", "02:00", "02:30", "03:00", "03:30", "04:00"]
+    assert found[3:5] == [utc(2026, 10, 25, 0), utc(2026, 10, 25, 0, 30)]  # the BST occurrences
+
+
 def test_interval_is_half_open_after_closed_until():
     assert slots_between("0 7 * * *", KOLKATA, utc(2025, 7, 4, 1, 30), utc(2025, 7, 5, 1, 30)) == [utc(2025, 7, 5, 1, 30)]
 

@@ -63,6 +63,7 @@ def test_every_shipped_key_is_commented():
         (('window = 12', 'window = "yesterday"'), "editions.evening.window", ""),
         (("visibility_timeout_seconds = 7200", "visibility_timeout_seconds = 1800"), "celery", "must exceed retry_backoff_max_seconds"),
         (("retry_max_seconds = 7200", "retry_max_seconds = 60"), "email", "less than retry_first_seconds"),
+        (("stall_seconds = 60", "stall_seconds = 5"), "scheduler.stall_seconds", "greater than or equal to 15"),
     ],
 )
 def test_bad_values_name_file_key_and_reason(tmp_path, change, key, reason):

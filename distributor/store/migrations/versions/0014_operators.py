@@ -1,13 +1,13 @@
 """console: operator accounts and sessions
 
 Revision ID: 0014
-Revises: 0006
+Revises: 0007
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
