@@ -15,7 +15,6 @@ from __future__ import annotations
 import html
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -27,6 +26,7 @@ from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
 from distributor.articles import Article, RelatedLink
 from distributor.errors import RejectedItem
 from distributor.settings import SectionConfig, Settings
+from distributor.text import code_points, shorten
 
 UTC = timezone.utc
 
@@ -289,29 +289,10 @@ def escape_text(text: str | None) -> str:
     return "".join(f"<p>{html.escape(block, quote=False)}</p>" for block in blocks)
 
 
-def _is_joiner(char: str) -> bool:
-    # Combining marks (Devanagari vowel signs and viramas), ZWJ, variation selectors and
-    # emoji skin-tone modifiers belong to the character before them.
-    return (
-        unicodedata.category(char).startswith("M")
-        or char in "\u200c\u200d"
-        or "\U0001f3fb" <= char <= "\U0001f3ff"
-    )
-
-
 def truncate_text(text: str, limit: int) -> str:
-    """Cut `text` to at most `limit` characters at a word boundary, ending with "…"."""
-    if len(text) <= limit:
-        return text
-    cut = limit - 1  # room for the ellipsis
-    space = text.rfind(" ", 0, cut + 1)
-    if space > limit // 2:
-        cut = space
-    else:
-        # One very long word: cut inside it, but never between a letter and its marks.
-        while cut > 0 and (_is_joiner(text[cut]) or text[cut - 1] == "\u200d"):
-            cut -= 1
-    return text[:cut].rstrip(" ,;:-–—") + "…"
+    """Cut `text` to at most `limit` characters at a word boundary, ending with "…";
+    never inside a grapheme cluster (see `distributor.text.shorten`)."""
+    return shorten(text, limit, measure=code_points)
 
 
 def plain_text(markup: str | None, limit: int) -> str:
