@@ -63,13 +63,16 @@ class BotCall:
 
     `params` are JSON-ready, in a fixed key order, and carry no `chat_id`: the sender adds
     it (and `disable_notification` in silent hours). `part`/`parts` number the pieces of
-    a split edition or roundup (1/1 for everything else).
+    a split edition or roundup (1/1 for everything else). `text_fallback`, on a photo
+    post, is the same article as a text message, for when Telegram cannot fetch or use
+    the photo.
     """
 
     method: str  # "sendMessage" | "sendPhoto" | "editMessageText" | "editMessageCaption"
     params: dict = field(hash=False)
     part: int = 1
     parts: int = 1
+    text_fallback: BotCall | None = field(default=None, hash=False)
 
     def as_dict(self) -> dict:
         """`{"method": ..., "params": {...}}`, the form of the outbox and of `telegram.json`."""
@@ -298,17 +301,19 @@ def article_post(
     `link_url` replaces the article URL in the headline link and the Read more button
     (e.g. a click-tracking redirect). With an image, the standfirst is shortened at a word
     boundary until the caption fits `caption_length`; only when even the caption without
-    standfirst does not fit does the post become a text message.
+    standfirst does not fit does the post become a text message. A photo post carries
+    that text message as `text_fallback`, for when Telegram cannot fetch or use the photo.
     """
     href = link_href(link_url or article.url)
+    text = _article_body(settings, article, href, limits.message_length, keep_title=False)
+    params = {"text": text, "parse_mode": PARSE_MODE, "link_preview_options": _preview(href, disable_preview)}
+    text_post = BotCall("sendMessage", _with_markup(params, href))
     if article.image_url and link_href(article.image_url):
         caption = _article_body(settings, article, href, limits.caption_length, keep_title=True)
         if caption is not None:
             params = {"photo": article.image_url, "caption": caption, "parse_mode": PARSE_MODE}
-            return BotCall("sendPhoto", _with_markup(params, href))
-    text = _article_body(settings, article, href, limits.message_length, keep_title=False)
-    params = {"text": text, "parse_mode": PARSE_MODE, "link_preview_options": _preview(href, disable_preview)}
-    return BotCall("sendMessage", _with_markup(params, href))
+            return BotCall("sendPhoto", _with_markup(params, href), text_fallback=text_post)
+    return text_post
 
 
 def article_edit(
