@@ -9,15 +9,19 @@ send the photo again, nor the text twice.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import select
 
 from distributor.channels.telegram import PHOTO_REFUSED_400, TelegramChannel
 from distributor.delivery import telegram as tg
 from distributor.render.telegram import BotCall
+from distributor.settings import ChannelConfig
+from distributor.store.models import ArticleRow, TelegramPostRow
 from tests.fakes.telegram_api import PHOTO_REFUSALS, TOKEN
 from tests.integration.test_telegram_delivery import (  # noqa: F401 (make is a fixture)
+    MAIN,
     NOW,
     SPORTS,
     article,
@@ -161,3 +165,41 @@ def test_a_text_fallback_is_edited_as_text(store, make, fake_telegram):
     [edit] = fake_telegram.calls_to("editMessageText", SPORTS)
     assert edit.status == 200 and fake_telegram.calls_to("editMessageCaption") == []
     assert "Corrected" in fake_telegram.messages(SPORTS)[0].text
+
+
+def test_a_worker_that_died_after_the_refusal_leaves_unknown_and_a_resend_is_text(store, make, fake_telegram):
+    # The refusal was recorded, then the worker died around the text post: maybe posted.
+    settings = make()
+    [key] = save(store, article("ph6", image=True))
+    with store.session() as session:
+        article_id = session.scalar(select(ArticleRow.id).where(ArticleRow.key == key))
+        session.add(TelegramPostRow(channel="sports", chat_id=SPORTS, article_id=article_id, status="sending",
+                                    claimed_at=datetime.now(timezone.utc) - timedelta(hours=1),
+                                    photo_error="Failed to get HTTP URL content"))
+    sender = sender_for(settings)
+    assert tg.post_article(settings, store, key, "sports", now=NOW, sender=sender).status == "exists"
+    assert rows(store)[("sports", key)].status == "unknown" and fake_telegram.chat_calls == []
+    resent = tg.post_article(settings, store, key, "sports", now=NOW, sender=sender, again=True)
+    assert resent.status == "sent" and resent.photo_refused
+    assert [c.method for c in fake_telegram.chat_calls] == ["sendMessage"]
+
+
+def test_a_held_article_whose_photo_is_refused_goes_out_as_text_after_quiet_hours(store, make, fake_telegram):
+    quiet = {"main": ChannelConfig(chat_id=MAIN, instant=True, quiet_hours="23:00-07:00",
+                                   silent_hours="06:00-08:00", disable_link_preview=True)}
+    settings = make(channels=quiet)
+    sender = sender_for(settings)
+    night = datetime(2026, 11, 27, 18, 0, tzinfo=timezone.utc)  # 23:30 in Kolkata
+    [key] = save(store, article("ph7", section="nation", image=True, published_at=night - timedelta(minutes=5)))
+    assert [r.status for r in tg.post_new_articles(settings, store, [key], now=night, sender=sender)] == ["held"]
+    fake_telegram.refuse_photo(photo_url("ph7"), "dimensions")
+
+    [report] = tg.flush_quiet_hours(settings, store, now=datetime(2026, 11, 28, 1, 30, tzinfo=timezone.utc), sender=sender)
+
+    assert report.status == "sent" and report.photo_refused and report.target == key
+    photo, text = fake_telegram.calls_to(chat_id=MAIN)
+    assert (photo.method, photo.status, text.method, text.status) == ("sendPhoto", 400, "sendMessage", 200)
+    # The fallback keeps the channel's policies: silent at 07:00, no link preview.
+    assert text.params["disable_notification"] is True
+    assert text.params["link_preview_options"] == {"is_disabled": True}
+    assert rows(store)[("main", key)].kind == "text"
