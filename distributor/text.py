@@ -10,13 +10,13 @@ even in scripts and Unicode versions whose cluster rules (GB9c) do not join them
 
 Each target counts length its own way, so the measure is a parameter: code points
 (Python's `len`, our database columns), UTF-16 code units (Telegram), UTF-8 bytes, or
-grapheme clusters (what a reader counts). Measures must add up cluster by cluster,
-which all four do.
+grapheme clusters (what a reader counts). A measure only has to grow with the text
+(a longer start never measures less), so a rule like Mastodon's "every URL counts 23"
+fits as well.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable, Iterator
 
 import regex
@@ -25,16 +25,21 @@ Measure = Callable[[str], int]
 
 ELLIPSIS = "…"
 # Left at the end of a shortened text these only make it look broken before the ellipsis
-# ("word,…", "end.…"); whole clusters are dropped, so nothing attached to them is split.
-_TRAILING = frozenset({" ", "\t", "\n", "\r", "\r\n", "\u00a0", ",", ";", ":", "-", "–", "—", "."})
+# ("word,…", "end.…"). None of them ever continues a cluster, so dropping them from the
+# end never splits one.
+_TRAILING = " \t\n\r\u00a0,;:-–—."
+# Where a word may end (a no-break space is not one).
+_SPACES = (" ", "\t", "\n")
+# How far back from the cut to look for a space to start segmenting from; beyond it
+# (a long run without spaces) the text is segmented from its start.
+_ANCHOR_SEARCH = 256
 # A word cut is taken when it keeps at least this share of the room; otherwise (one very
 # long word, a script written without spaces) the cut falls between clusters.
 WORD_CUT_MIN_SHARE = 0.5
-# The canonical combining class of viramas (Devanagari U+094D, Bengali U+09CD, Tamil
-# U+0BCD, ... all of them, by property rather than by list).
-_VIRAMA_CLASS = 9
-
-_CLUSTER = regex.compile(r"\X")
+# One character as a reader sees it: an extended grapheme cluster (\X), and clusters
+# that end in a virama (canonical combining class 9: Devanagari U+094D, Bengali U+09CD,
+# Tamil U+0BCD... by property, not by list) joined to the letter that follows them.
+_CLUSTER = regex.compile(r"(?:\X(?<=\p{ccc=9})(?=\p{L}))*\X")
 
 
 def code_points(text: str) -> int:
@@ -54,30 +59,46 @@ def utf8_bytes(text: str) -> int:
 
 def graphemes(text: str) -> int:
     """Length in user-perceived characters (clusters as `clusters` makes them)."""
-    return sum(1 for _ in clusters(text))
-
-
-def _ends_in_virama(cluster: str) -> bool:
-    return unicodedata.combining(cluster[-1]) == _VIRAMA_CLASS
+    return len(_CLUSTER.findall(text))
 
 
 def clusters(text: str) -> Iterator[str]:
     """`text` as extended grapheme clusters, a cluster ending in a virama joined to the
     letter after it (the conjunct it starts)."""
-    pending = ""
     for match in _CLUSTER.finditer(text):
-        cluster = match.group()
-        if pending and unicodedata.category(cluster[0]).startswith("L"):
-            cluster = pending + cluster
-        elif pending:
-            yield pending
-        pending = ""
-        if _ends_in_virama(cluster):
-            pending = cluster
-            continue
-        yield cluster
-    if pending:
-        yield pending
+        yield match.group()
+
+
+def _last_cut(text: str, fit: int) -> int:
+    """The last place to cut at or before code point `fit`: between two clusters."""
+    # Segment only the stretch before `fit`, from a known cluster start: just after a
+    # space that is a cluster on its own (nothing before it changes what follows).
+    anchor = 0
+    low = max(0, fit - _ANCHOR_SEARCH)
+    space = max(text.rfind(c, low, fit) for c in _SPACES)
+    while space >= low and space >= 0:
+        if _CLUSTER.match(text, space).end() == space + 1:
+            anchor = space + 1
+            break
+        space = max(text.rfind(c, low, space) for c in _SPACES)
+    for match in _CLUSTER.finditer(text, anchor):
+        if match.end() > fit:
+            return match.start()
+    return len(text)
+
+
+def _longest_fit(text: str, room: int, measure: Measure) -> int:
+    """The most code points of `text` whose measure is at most `room`."""
+    if measure is code_points:
+        return min(room, len(text))
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if measure(text[:middle]) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def shorten(
@@ -91,30 +112,19 @@ def shorten(
     """`text` itself when it fits `limit` (by `measure`), else its longest start that fits
     with `ellipsis` appended.
 
-    Cuts only between clusters; with `prefer_words`, at the last whitespace when that
-    keeps at least half the room. Trailing spaces and punctuation before the ellipsis
-    are dropped. Returns "" when no cluster fits before the ellipsis (an ellipsis alone
-    says nothing).
+    Cuts only between clusters; with `prefer_words`, at the last space when that keeps at
+    least half the room. Trailing spaces and punctuation before the ellipsis are dropped.
+    Returns "" when no cluster fits before the ellipsis (an ellipsis alone says nothing).
     """
     if measure(text) <= limit:
         return text
     room = limit - measure(ellipsis)
     if room <= 0:
         return ""
-    kept: list[str] = []
-    used = 0
-    word_end = 0  # clusters before the last whitespace seen
-    word_used = 0
-    for cluster in clusters(text):
-        size = measure(cluster)
-        if cluster.isspace():
-            word_end, word_used = len(kept), used
-        if used + size > room:
-            break
-        kept.append(cluster)
-        used += size
-    if prefer_words and 0 < word_end < len(kept) and word_used >= room * WORD_CUT_MIN_SHARE:
-        del kept[word_end:]
-    while kept and kept[-1] in _TRAILING:
-        kept.pop()
-    return "".join(kept) + ellipsis if kept else ""
+    cut = _last_cut(text, _longest_fit(text, room, measure))
+    if prefer_words and cut < len(text) and text[cut] not in _SPACES:
+        space = max(text.rfind(c, 0, cut) for c in _SPACES)
+        if space > 0 and measure(text[:space]) >= room * WORD_CUT_MIN_SHARE:
+            cut = space
+    head = text[:cut].rstrip(_TRAILING)
+    return head + ellipsis if head else ""

@@ -54,6 +54,8 @@ def _expected(parts: list[str], limit: int, measure: t.Measure) -> str:
         if measure("".join(kept + [part]) + "…") > limit:
             break
         kept.append(part)
+    while kept and kept[-1] == " ":
+        kept.pop()  # spaces before the ellipsis go
     return "".join(kept) + "…" if kept else ""
 
 
@@ -70,6 +72,29 @@ def test_every_cut_position_keeps_clusters_whole(case, shortener):
         if got != _expected(parts, limit, measure):
             wrong[limit] = got
     assert wrong == {}, f"cut inside a cluster at limits {sorted(wrong)}: {wrong}"
+
+
+MEASURES = {"code points": t.code_points, "utf-16 units": t.utf16_units, "utf-8 bytes": t.utf8_bytes,
+            "graphemes": t.graphemes}
+
+
+@pytest.mark.parametrize("case", list(HARD_CASES))
+@pytest.mark.parametrize("measure", list(MEASURES))
+def test_cuts_after_many_words_keep_clusters_whole(case, measure):
+    # Past a long run of words the cut is found near its end, not from the start: the hard
+    # clusters come after spaces, one after a space that carries a combining mark (" \u0301"
+    # is one cluster, so segmenting may not start right after that space).
+    measure = MEASURES[measure]
+    tail = [" "] + [c for part in HARD_CASES[case] for c in (part, " ")] + [" \u0301"] + HARD_CASES[case]
+    parts = list("lorem ipsum " * 40) + tail
+    text = "".join(parts)
+    wrong = {}
+    for limit in range(measure(text) - measure("".join(tail)) - 3, measure(text) + 2):
+        got = t.shorten(text, limit, measure=measure, prefer_words=False)
+        assert measure(got) <= limit
+        if got != _expected(parts, limit, measure):
+            wrong[limit] = got[-12:]
+    assert wrong == {}
 
 
 @pytest.mark.parametrize("case", list(HARD_CASES))
