@@ -42,7 +42,7 @@ from distributor.articles import Article
 from distributor.editions import Edition
 from distributor.errors import ConfigError, DistributorError
 from distributor.settings import ADDR_SPEC, PROJECT_ROOT, Settings, check_mailbox
-from distributor.text import graphemes, shorten
+from distributor.text import clusters, graphemes, shorten
 from distributor.trending import tracked_url
 
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
@@ -256,15 +256,26 @@ def clean_address(value: str) -> str:
 
 
 def _encoded_words(text: str) -> list[str]:
-    """RFC 2047 base64 encoded words, split between characters, each at most 75 chars."""
+    """RFC 2047 base64 encoded words, each at most 75 chars, split between characters as
+    a reader sees them (a flag or a conjunct is never spread over two words, which some
+    clients show apart); only a cluster longer than a whole word is split between its
+    code points, as RFC 2047 requires at the least."""
     words: list[str] = []
     chunk = bytearray()
-    for ch in text:
-        raw = ch.encode("utf-8")
-        if len(chunk) + len(raw) > ENCODED_WORD_BYTES:
+
+    def add(raw: bytes) -> None:
+        if chunk and len(chunk) + len(raw) > ENCODED_WORD_BYTES:
             words.append(f"=?utf-8?b?{base64.b64encode(bytes(chunk)).decode('ascii')}?=")
             chunk.clear()
-        chunk += raw
+        chunk.extend(raw)
+
+    for cluster in clusters(text):
+        raw = cluster.encode("utf-8")
+        if len(raw) <= ENCODED_WORD_BYTES:
+            add(raw)
+        else:
+            for ch in cluster:
+                add(ch.encode("utf-8"))
     if chunk:
         words.append(f"=?utf-8?b?{base64.b64encode(bytes(chunk)).decode('ascii')}?=")
     return words

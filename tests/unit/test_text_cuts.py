@@ -9,6 +9,7 @@ parser (tests/fakes/telegram_html.py), in UTF-16 units after entity parsing.
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -18,7 +19,7 @@ from distributor.ingest import normalise as n
 from distributor.render import email as email_render
 from distributor.render.telegram import LIMITS, article_post, edition_posts
 from tests.fakes.telegram_html import parse_html
-from tests.unit.test_render_email import NOW, fixture_edition
+from tests.unit.test_render_email import ASHA, NOW, fixture_edition
 from tests.unit.test_render_email import article as email_article
 from tests.unit.test_render_telegram import article as telegram_article
 from tests.unit.test_render_telegram import edition as telegram_edition
@@ -126,3 +127,27 @@ def test_telegram_digest_line_longer_than_a_part_is_cut_between_characters(setti
     [call] = calls
     assert parse_html(call.params["text"]).length <= LIMITS.message_length
     assert_whole(title, _shown_line(call.params["text"]).removeprefix("• "))
+
+
+@pytest.mark.parametrize("case", ["flags", "zwj families", "devanagari conjuncts", "skin tones"])
+@pytest.mark.parametrize("shift", SHIFTS)
+def test_subject_encoded_words_hold_whole_characters(settings, case, shift):
+    # Some mail clients show each RFC 2047 word on its own: a word may not end in half a flag.
+    title = "x" * shift + _words(case, 60)
+    edition = fixture_edition(trending=(email_article("long", "nation", title, 14),))
+    raw = email_render.render_variant(settings, edition, sections=None, run_id=1, now=NOW).message(ASHA)
+    header = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    subject = re.search(r"^Subject:(.*?)\r\n(?=\S)", header, re.S | re.M).group(1)
+    words = [base64.b64decode(w).decode("utf-8") for w in re.findall(r"=\?utf-8\?b\?([^?]*)\?=", subject)]
+    assert len(words) > 1
+    joined = "".join(words)
+    assert joined.startswith("Morning Brief: ") and joined.removeprefix("Morning Brief: ").startswith(title[:10])
+    ends = set()
+    at = 0
+    for cluster in t.clusters(joined):
+        at += len(cluster)
+        ends.add(at)
+    at = 0
+    for word in words:
+        at += len(word)
+        assert at in ends, f"an encoded word ends inside {joined[at - 2:at + 2]!r}"
