@@ -391,7 +391,8 @@ class EmailConfig(_Strict):
     # Greeting when the subscriber gave a name ("{name}" is replaced), and when not.
     greeting: str = "Hi {name},"
     greeting_anonymous: str = "Hello,"
-    # Longest top headline (characters) quoted in the Subject before it is cut with "…".
+    # Longest top headline (characters as a reader counts them: grapheme clusters) quoted
+    # in the Subject before it is cut with "…".
     subject_headline_chars: int = Field(default=90, ge=20, le=300)
     # Article image size in the 600px column (600 minus 2 x 24px padding); Outlook
     # uses these attributes literally, so height matches the site's 16:9 crops.

@@ -49,6 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from distributor.errors import DistributorError, SignatureError
 from distributor.settings import Settings
 from distributor.store import Store
+from distributor.text import shorten
 from distributor.store.models import DeliveryRow, SubscriberRow
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class InvalidAddress(DistributorError, ValueError):
     """An email address we will not store, with what is wrong with it."""
 
     def __init__(self, address: str, reason: str) -> None:
-        shown = address if len(address) <= 80 else address[:77] + "..."
+        shown = shorten(address, 80, ellipsis="...", prefer_words=False)
         super().__init__(f"{shown!r} is not a usable email address: {reason}")
         self.address = address
         self.reason = reason

@@ -60,6 +60,7 @@ Outcome = Literal[
     "formatting",  # Telegram refused the markup ("can't parse entities")
     "ambiguous",  # failed after the request may have reached Telegram: maybe posted
     "temporary",  # failed before Telegram acted (or it answered 5xx): safe to resend
+    "photo_refused",  # Telegram could not fetch or use the photo: post the article as text
     "rejected",  # Telegram refused this one message (too long, nothing to edit...)
     "unauthorized",  # the bot token is wrong or revoked: no channel can work
 ]
@@ -96,6 +97,23 @@ _PERMANENT_400 = (
 )
 # BadRequest descriptions that mean the HTML could not be parsed.
 _FORMATTING_400 = ("can't parse entities", "can't parse", "unsupported start tag", "can't find end tag")
+# BadRequest descriptions that mean Telegram could not fetch or use the photo of a
+# sendPhoto: the post itself is fine and goes out as a text message instead. Matched
+# lowercased, anywhere in the description (python-telegram-bot strips "Bad Request: ").
+PHOTO_REFUSED_400 = (
+    "wrong file identifier/http url specified",  # the URL did not answer with a file
+    "wrong remote file identifier specified",  # neither a URL nor a file_id
+    "failed to get http url content",  # Telegram's fetch failed (404, timeout, refused)
+    "wrong type of the web page content",  # the URL answered with HTML, not an image
+    "image_process_failed",  # an image Telegram cannot decode
+    "photo_invalid_dimensions",  # too narrow, too tall, or too many pixels
+    "photo_invalid",
+    "photo_ext_invalid",
+    "photo_save_file_invalid",
+    "webpage_curl_failed",
+    "webpage_media_empty",
+    "file is too big",  # over the 5 MB Telegram fetches for a photo URL
+)
 # An edit that changes nothing: the message already says what we wanted.
 _NOT_MODIFIED_400 = "message is not modified"
 
@@ -183,6 +201,8 @@ def classify(exc: TelegramError) -> TelegramResult:
             return TelegramResult("permanent", description=text)
         if any(marker in lowered for marker in _FORMATTING_400):
             return TelegramResult("formatting", description=text)
+        if any(marker in lowered for marker in PHOTO_REFUSED_400):
+            return TelegramResult("photo_refused", description=text)
         return TelegramResult("rejected", description=text)
     if isinstance(exc, NetworkError):  # TimedOut included
         cause = exc.__cause__

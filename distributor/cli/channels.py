@@ -115,6 +115,7 @@ def channels_status(as_json: bool = typer.Option(False, "--json")) -> None:
         typer.echo("\nneeds a look (unknown = maybe posted, never resent automatically):")
         for item in look:
             plain = " [sent as plain text]" if item["plain_text"] else ""
+            plain += " [photo refused: posted as text]" if item["photo_error"] else ""
             typer.echo(f"  {item['channel']:<12} {item['status']:<8} {item['target']}{plain}  {item['error']}")
 
 

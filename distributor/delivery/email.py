@@ -54,6 +54,7 @@ from distributor.runs import RunInfo, delivery_counts, get_run, note_progress
 from distributor.settings import Settings
 from distributor.store import Store
 from distributor.store.models import DeliveryRow, SubscriberRow, utcnow
+from distributor.text import shorten
 
 log = logging.getLogger("distributor.delivery.email")
 
@@ -85,6 +86,12 @@ DELIVERY_DEADLINE = timedelta(hours=12)
 CLAIM_TIMEOUT = timedelta(minutes=15)
 # Longest server reply kept in the ledger.
 REPLY_MAX_CHARS = 1000
+
+
+def _kept(reply: str) -> str:
+    """A reply as the ledger keeps it: at most REPLY_MAX_CHARS, cut between characters."""
+    return shorten(reply, REPLY_MAX_CHARS, prefer_words=False)
+
 
 # The variant key of a subscriber who receives every section.
 ALL_SECTIONS = "all"
@@ -213,13 +220,13 @@ def decide(
     sent -> sent; permanent -> failed (a bounce when the reply says 5.1.x); temporary ->
     deferred until the next attempt, or failed once the deadline has come.
     """
-    reply = result.reply[:REPLY_MAX_CHARS]
+    reply = _kept(result.reply)
     if result.outcome == "sent":
         return Decision("sent", reply)
     if result.outcome == "permanent":
         return Decision("failed", reply, bounce=is_bad_address(result))
     if now >= deadline:
-        return Decision("failed", f"deadline passed, last reply: {reply}"[:REPLY_MAX_CHARS])
+        return Decision("failed", _kept(f"deadline passed, last reply: {reply}"))
     return Decision("deferred", reply, next_attempt_at=min(now + backoff(attempts, salt, first=first, most=most), deadline))
 
 
@@ -578,7 +585,7 @@ def send_batch(
         elif now > job.deadline:
             # Strictly after: the last retry is scheduled AT the deadline and still goes.
             last = f"; last reply: {job.last_reply}" if job.last_reply else ""
-            job.result = Decision("failed", f"not sent: deadline passed{last}"[:REPLY_MAX_CHARS])
+            job.result = Decision("failed", _kept(f"not sent: deadline passed{last}"))
         elif issue.for_sections(variant_sections(job.variant, configured)).is_empty:
             job.result = Decision("suppressed", "not sent: no articles in the subscriber's sections")
         else:
@@ -695,7 +702,7 @@ def _send(
                 data = job.rendered.message(recipient, text_only=job.text_only)  # type: ignore[attr-defined]
             except Exception as exc:  # noqa: BLE001 - one bad address must not stop the batch
                 log.exception("could not build a message", extra={"run": run.id, "subscriber": job.subscriber_id})
-                job.result = Decision("failed", f"not sent: could not build the message: {type(exc).__name__}: {exc}"[:REPLY_MAX_CHARS])
+                job.result = Decision("failed", _kept(f"not sent: could not build the message: {type(exc).__name__}: {exc}"))
                 recorder.put(job)
                 continue
             yield Envelope(sender=sender, recipient=job.email, data=data, ref=f"{run.id}-{job.subscriber_id}")

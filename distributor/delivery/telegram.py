@@ -16,6 +16,11 @@ post once. The row then ends as:
     held      an instant post inside the channel's quiet hours, waiting for the roundup
     skipped   a digest with nothing for this channel's sections
 
+A photo post that Telegram refuses because it cannot fetch or use the photo goes out as
+a text message instead, once: the refusal is written to the row (`photo_error`) before
+the text is sent, and every later attempt at that row (a deferred retry, `--again`)
+sends the text only. So neither both a photo and a text post, nor the text twice.
+
 Only `TelegramChannel.call` (or the outbox) does I/O; this module decides. Time comes in
 as `now` (quiet hours, edit windows, posting times); claims use the wall clock because
 they are about live workers, not about the newsroom's day.
@@ -107,11 +112,13 @@ class PostReport:
     message_ids: tuple[int, ...] = ()
     note: str = ""
     plain_text: bool = False
+    photo_refused: bool = False  # Telegram could not use the photo: posted as text
 
     def line(self) -> str:
         """One human-readable line."""
         ids = f" ids={','.join(map(str, self.message_ids))}" if self.message_ids else ""
         plain = " (sent as plain text)" if self.plain_text else ""
+        plain += " (photo refused: posted as text)" if self.photo_refused else ""
         note = f": {self.note}" if self.note else ""
         return f"{self.channel:<12} {self.status:<9} {self.target}{ids}{plain}{note}"
 
@@ -236,7 +243,10 @@ def decorate(call: BotCall, config: ChannelConfig, settings: Settings, now: date
         and "disable_web_page_preview" not in params
     ):
         params["link_preview_options"] = {"is_disabled": True}
-    return call if params == call.params else replace(call, params=params)
+    fallback = call.text_fallback and decorate(call.text_fallback, config, settings, now)
+    if params == call.params and fallback is call.text_fallback:
+        return call
+    return replace(call, params=params, text_fallback=fallback)
 
 
 def deliver(
@@ -357,22 +367,56 @@ class _Send:
     note: str = ""
     plain_text: bool = False
     retry_in: float = 0.0
+    kind: str = ""  # what was posted, when not what was rendered ("text" for a refused photo)
+
+
+def _photo_error(store: Store, row_ids: Sequence[int]) -> str:
+    """Telegram's refusal of these rows' photo, if it refused it before."""
+    with store.session() as session:
+        found = session.scalars(select(TelegramPostRow.photo_error)
+                                .where(TelegramPostRow.id.in_(list(row_ids)), TelegramPostRow.photo_error != "")).first()
+    return found or ""
+
+
+def _record_photo_error(store: Store, row_ids: Sequence[int], description: str) -> None:
+    with store.session() as session:
+        session.execute(update(TelegramPostRow).where(TelegramPostRow.id.in_(list(row_ids)))
+                        .values(photo_error=description or "photo refused", claimed_at=utcnow()))
 
 
 def _send_calls(settings: Settings, store: Store, sender: Sender, channel: str, row_ids: Sequence[int],
                 calls: Sequence[BotCall], *, start_ids: Sequence[int] = ()) -> _Send:
-    """Send `calls` in order from the first not yet sent, saving ids after each part."""
+    """Send `calls` in order from the first not yet sent, saving ids after each part.
+
+    A photo Telegram cannot fetch or use is recorded as refused before its text fallback
+    is sent; a photo refused before (an earlier attempt at these rows) is never tried again.
+    """
     state = channel_state(settings, store, channel)
     done = _Send("sent", list(start_ids), state.chat_id)
+    refused = _photo_error(store, row_ids) if any(c.text_fallback for c in calls) else ""
     for call in calls[len(done.ids):]:
+        if call.text_fallback is not None and refused:
+            call = call.text_fallback
+            done.kind, done.note = "text", f"photo refused ({refused}); posted as text"
         result, done.chat_id = deliver(settings, store, sender, channel, done.chat_id, call)
+        if result.outcome == "photo_refused" and call.text_fallback is not None:
+            refused = result.description or "photo refused"
+            log.warning(
+                "telegram could not use the photo; posting the article once as text",
+                extra={"channel": channel, "reason": refused},
+            )
+            # Recorded before the text goes out: from here on, no attempt sends the photo.
+            _record_photo_error(store, row_ids, refused)
+            call = call.text_fallback
+            done.kind, done.note = "text", f"photo refused ({refused}); posted as text"
+            result, done.chat_id = deliver(settings, store, sender, channel, done.chat_id, call)
         if result.outcome == "formatting":
             log.error(
                 "telegram refused the formatting; sending once as plain text",
                 extra={"channel": channel, "part": call.part, "reason": result.description},
             )
             done.plain_text = True
-            done.note = f"formatting refused ({result.description}); sent as plain text"
+            done.note = "; ".join(filter(None, [done.note, f"formatting refused ({result.description}); sent as plain text"]))
             result, done.chat_id = deliver(settings, store, sender, channel, done.chat_id,
                                             render.plain_text_fallback(call))
         if result.ok:
@@ -389,6 +433,8 @@ def _failure(settings: Settings, store: Store, channel: str, result: TelegramRes
              *, part: int, parts: int) -> _Send:
     where = f" (part {part}/{parts}, earlier parts posted)" if parts > 1 and done.ids else ""
     reason = result.description or result.outcome
+    # What happened first (a refused photo, refused formatting) stays in the note.
+    where += f"; after {done.note}" if done.note else ""
     if result.outcome == "ambiguous":
         log.error("telegram post may or may not exist: recorded unknown, not resent",
                   extra={"channel": channel, "reason": reason})
@@ -396,7 +442,7 @@ def _failure(settings: Settings, store: Store, channel: str, result: TelegramRes
     if result.outcome == "permanent":
         pause_channel(store, channel, reason)
         return replace(done, status="failed", note=f"channel paused: {reason}{where}")
-    if result.outcome in ("rejected", "formatting", "migrated"):
+    if result.outcome in ("rejected", "formatting", "migrated", "photo_refused"):
         log.error("telegram refused a post", extra={"channel": channel, "reason": reason})
         return replace(done, status="failed", note=f"{reason}{where}")
     if result.outcome == "unauthorized":
@@ -405,7 +451,8 @@ def _failure(settings: Settings, store: Store, channel: str, result: TelegramRes
     # temporary, or a flood wait longer than we wait in place: try again later.
     retry_in = result.retry_after or 60.0
     log.warning("telegram post deferred", extra={"channel": channel, "reason": reason, "retry_in": retry_in})
-    return replace(done, status="pending", note=f"deferred: {reason}", retry_in=retry_in)
+    after = f"; after {done.note}" if done.note else ""
+    return replace(done, status="pending", note=f"deferred: {reason}{after}", retry_in=retry_in)
 
 
 def _settle(store: Store, row_ids: Sequence[int], sent: _Send, now: datetime, *, kind: str,
@@ -426,7 +473,7 @@ def _settle(store: Store, row_ids: Sequence[int], sent: _Send, now: datetime, *,
             row.claimed_at = None
             if sent.status == "sent":
                 row.posted_at = now
-                row.kind = kind
+                row.kind = sent.kind or kind
                 row.next_attempt_at = None
                 if hashes and row_id in hashes:
                     row.content_hash = hashes[row_id]
@@ -437,7 +484,8 @@ def _settle(store: Store, row_ids: Sequence[int], sent: _Send, now: datetime, *,
 
 def _report(channel: str, target: str, sent: _Send) -> PostReport:
     status = "deferred" if sent.status == "pending" else sent.status
-    return PostReport(channel, target, status, tuple(sent.ids), sent.note, sent.plain_text)
+    return PostReport(channel, target, status, tuple(sent.ids), sent.note, sent.plain_text,
+                      photo_refused=sent.kind == "text")
 
 
 def _article_row(store: Store, key_or_url: str) -> tuple[int, Article] | None:
@@ -776,7 +824,8 @@ def retry_deferred(settings: Settings, store: Store, *, now: datetime | None = N
 
 
 def status_counts(store: Store) -> dict[str, dict[str, int]]:
-    """Posts by channel and status (plain-text fallbacks counted under "plain_text")."""
+    """Posts by channel and status (plain-text fallbacks counted under "plain_text", posts
+    whose photo Telegram refused under "photo_refused")."""
     counts: dict[str, dict[str, int]] = {}
     with store.session() as session:
         for channel, status, n in session.execute(
@@ -790,16 +839,24 @@ def status_counts(store: Store) -> dict[str, dict[str, int]]:
             .group_by(TelegramPostRow.channel)
         ):
             counts.setdefault(channel, {})["plain_text"] = n
+        for channel, n in session.execute(
+            select(TelegramPostRow.channel, func.count())
+            .where(TelegramPostRow.photo_error != "")
+            .group_by(TelegramPostRow.channel)
+        ):
+            counts.setdefault(channel, {})["photo_refused"] = n
     return counts
 
 
 def attention(store: Store, limit: int = 20) -> list[dict]:
-    """Posts an operator should look at: unknown (maybe posted), failed, sent as plain text."""
+    """Posts an operator should look at: unknown (maybe posted), failed, sent as plain text,
+    photo refused by Telegram (posted as text)."""
     with store.session() as session:
         rows = session.execute(
             select(TelegramPostRow, ArticleRow.key)
             .outerjoin(ArticleRow, ArticleRow.id == TelegramPostRow.article_id)
-            .where((TelegramPostRow.status.in_(["unknown", "failed"])) | TelegramPostRow.plain_text.is_(True))
+            .where((TelegramPostRow.status.in_(["unknown", "failed"])) | TelegramPostRow.plain_text.is_(True)
+                   | (TelegramPostRow.photo_error != ""))
             .order_by(TelegramPostRow.id.desc())
             .limit(limit)
         ).all()
@@ -809,6 +866,7 @@ def attention(store: Store, limit: int = 20) -> list[dict]:
                 "target": key if key is not None else f"run {row.run_id}",
                 "status": row.status,
                 "plain_text": row.plain_text,
+                "photo_error": row.photo_error,
                 "message_ids": list(row.message_ids or ()),
                 "error": row.error,
             }

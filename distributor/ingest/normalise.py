@@ -16,7 +16,6 @@ import html
 import html.entities
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -29,6 +28,7 @@ from distributor.articles import Article, RelatedLink
 from distributor.errors import RejectedItem
 from distributor.ingest.images import MediaRef, is_lead_image_candidate, media_from_img
 from distributor.settings import SectionConfig, Settings
+from distributor.text import code_points, shorten
 
 UTC = timezone.utc
 
@@ -307,8 +307,9 @@ def looks_like_html(text: str) -> bool:
 
     RSS never says, so we guess much as feedparser does: only with a closing tag, a tag
     with attributes or "/>", or an entity reference, and only when every tag is a real
-    HTML element and every named entity a real HTML entity. `Rally <broad-based>` and `<Budget> 2026` are text; `<b>Live</b>` and
-    `Tom &amp; Jerry` (escaped twice by the CMS) are HTML.
+    HTML element and every named entity a real HTML entity. `Rally <broad-based>` and
+    `<Budget> 2026` are text; `<b>Live</b>` and `Tom &amp; Jerry` (escaped twice by the
+    CMS) are HTML.
     """
     if "<" not in text and "&" not in text:
         return False
@@ -334,29 +335,10 @@ def plain_as_html(text: str | None) -> str:
     return html.escape(text, quote=False) if text else ""
 
 
-def _is_joiner(char: str) -> bool:
-    # Combining marks (Devanagari vowel signs and viramas), ZWJ, variation selectors and
-    # emoji skin-tone modifiers belong to the character before them.
-    return (
-        unicodedata.category(char).startswith("M")
-        or char in "\u200c\u200d"
-        or "\U0001f3fb" <= char <= "\U0001f3ff"
-    )
-
-
 def truncate_text(text: str, limit: int) -> str:
-    """Cut `text` to at most `limit` characters at a word boundary, ending with "…"."""
-    if len(text) <= limit:
-        return text
-    cut = limit - 1  # room for the ellipsis
-    space = text.rfind(" ", 0, cut + 1)
-    if space > limit // 2:
-        cut = space
-    else:
-        # One very long word: cut inside it, but never between a letter and its marks.
-        while cut > 0 and (_is_joiner(text[cut]) or text[cut - 1] == "\u200d"):
-            cut -= 1
-    return text[:cut].rstrip(" ,;:-–—") + "…"
+    """Cut `text` to at most `limit` characters at a word boundary, ending with "…";
+    never inside a grapheme cluster (see `distributor.text.shorten`)."""
+    return shorten(text, limit, measure=code_points)
 
 
 def plain_text(markup: str | None, limit: int) -> str:

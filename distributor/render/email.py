@@ -42,6 +42,7 @@ from distributor.articles import Article
 from distributor.editions import Edition
 from distributor.errors import ConfigError, DistributorError
 from distributor.settings import ADDR_SPEC, PROJECT_ROOT, Settings, check_mailbox
+from distributor.text import clusters, graphemes, shorten
 from distributor.trending import tracked_url
 
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
@@ -57,6 +58,10 @@ ENCODED_WORD_BYTES = 39
 # Display names longer than this are cut in headers: they are typed by strangers on a
 # public form, and a header line may not exceed HEADER_LINE_MAX.
 HEADER_NAME_MAX = 100
+# Inbox previews show the preheader's first ~100-140 characters; past this nothing is read.
+PREHEADER_MAX = 200
+# Values quoted in error messages are cut to this many characters.
+EXCERPT_MAX = 80
 # Headers the DKIM signature covers (RFC 8058 section 4 asks that List-Unsubscribe and
 # List-Unsubscribe-Post be signed). Listing an absent header signs its absence, so a
 # relay cannot add one later.
@@ -203,13 +208,17 @@ def add_utm(url: str, params: Sequence[tuple[str, str]]) -> str:
     return urlunsplit(parts._replace(query="&".join(kept + added)))
 
 
+def _excerpt(value: str) -> str:
+    return shorten(value, EXCERPT_MAX, prefer_words=False)
+
+
 def _clean_url(url: str) -> str:
     """A URL safe inside <...> in a header and in an attribute: no controls or spaces."""
     if _PLAIN_URL.match(url):
         return url  # the usual case: nothing to remove or encode
     url = "".join(_CONTROL.sub("", url).split())
     if url and not is_web_url(url):
-        raise ValueError(f"not an http(s) URL: {url[:80]!r}")
+        raise ValueError(f"not an http(s) URL: {_excerpt(url)!r}")
     return quote(url, safe=_URL_SAFE)
 
 
@@ -239,23 +248,34 @@ def clean_address(value: str) -> str:
         try:
             domain = domain.encode("idna").decode("ascii")
         except UnicodeError:
-            raise InvalidAddress(f"not a usable address: {addr[:80]!r}") from None
+            raise InvalidAddress(f"not a usable address: {_excerpt(addr)!r}") from None
         addr = f"{local}@{domain}"
     if not addr.isascii() or not ADDR_SPEC.match(addr):
-        raise InvalidAddress(f"not a usable address: {addr[:80]!r}")
+        raise InvalidAddress(f"not a usable address: {_excerpt(addr)!r}")
     return addr
 
 
 def _encoded_words(text: str) -> list[str]:
-    """RFC 2047 base64 encoded words, split between characters, each at most 75 chars."""
+    """RFC 2047 base64 encoded words, each at most 75 chars, split between characters as
+    a reader sees them (a flag or a conjunct is never spread over two words, which some
+    clients show apart); only a cluster longer than a whole word is split between its
+    code points, as RFC 2047 requires at the least."""
     words: list[str] = []
     chunk = bytearray()
-    for ch in text:
-        raw = ch.encode("utf-8")
-        if len(chunk) + len(raw) > ENCODED_WORD_BYTES:
+
+    def add(raw: bytes) -> None:
+        if chunk and len(chunk) + len(raw) > ENCODED_WORD_BYTES:
             words.append(f"=?utf-8?b?{base64.b64encode(bytes(chunk)).decode('ascii')}?=")
             chunk.clear()
-        chunk += raw
+        chunk.extend(raw)
+
+    for cluster in clusters(text):
+        raw = cluster.encode("utf-8")
+        if len(raw) <= ENCODED_WORD_BYTES:
+            add(raw)
+        else:
+            for ch in cluster:
+                add(ch.encode("utf-8"))
     if chunk:
         words.append(f"=?utf-8?b?{base64.b64encode(bytes(chunk)).decode('ascii')}?=")
     return words
@@ -271,7 +291,7 @@ def _text_tokens(text: str) -> list[str]:
 
 def _phrase_tokens(name: str) -> list[str]:
     """A display name as tokens: a quoted string when ASCII, else encoded words."""
-    name = clean_header_text(name)[:HEADER_NAME_MAX]
+    name = shorten(clean_header_text(name), HEADER_NAME_MAX)
     if not name:
         return []
     if _ATOMS.match(name) and "=?" not in name:
@@ -382,6 +402,9 @@ def template_environment(root: str = str(TEMPLATE_DIR)) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.tests["web_url"] = is_web_url
+    # Headlines in the Subject are cut between user-perceived characters, counted as a
+    # reader counts them (grapheme clusters), never by Jinja's code-point `truncate`.
+    env.filters["shorten"] = lambda text, limit: shorten(text, limit, measure=graphemes)
     return env
 
 
@@ -540,7 +563,7 @@ class _Personaliser:
         if recipient.message_id:
             mid = "".join(_CONTROL.sub("", recipient.message_id).split())
             if not _MESSAGE_ID.match(mid) or not mid.isascii():
-                raise ValueError(f"not a Message-ID like <id@domain>: {mid[:80]!r}")
+                raise ValueError(f"not a Message-ID like <id@domain>: {_excerpt(mid)!r}")
         else:
             # Deterministic per (issue, address), keyed so the address cannot be guessed
             # back from the id of a forwarded message.
@@ -633,8 +656,10 @@ def _preheader(edition: Edition) -> str:
     articles = edition.articles
     others = [a.title for a in articles[1:4]]
     if others:
-        return "Also: " + " · ".join(others)
-    return articles[0].standfirst if articles else ""
+        text = "Also: " + " · ".join(others)
+    else:
+        text = articles[0].standfirst if articles else ""
+    return shorten(text, PREHEADER_MAX, measure=graphemes)
 
 
 def render_variant(

@@ -20,7 +20,6 @@ Three rules hold for everything this module returns:
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -34,6 +33,8 @@ from markupsafe import Markup
 
 from distributor.articles import Article
 from distributor.settings import PROJECT_ROOT, Settings
+from distributor.text import shorten as shorten_text
+from distributor.text import utf16_units
 
 if TYPE_CHECKING:
     from distributor.editions import Edition  # that module reads the store; types only
@@ -62,13 +63,16 @@ class BotCall:
 
     `params` are JSON-ready, in a fixed key order, and carry no `chat_id`: the sender adds
     it (and `disable_notification` in silent hours). `part`/`parts` number the pieces of
-    a split edition or roundup (1/1 for everything else).
+    a split edition or roundup (1/1 for everything else). `text_fallback`, on a photo
+    post, is the same article as a text message, for when Telegram cannot fetch or use
+    the photo.
     """
 
     method: str  # "sendMessage" | "sendPhoto" | "editMessageText" | "editMessageCaption"
     params: dict = field(hash=False)
     part: int = 1
     parts: int = 1
+    text_fallback: BotCall | None = field(default=None, hash=False)
 
     def as_dict(self) -> dict:
         """`{"method": ..., "params": {...}}`, the form of the outbox and of `telegram.json`."""
@@ -82,9 +86,7 @@ _REFERENCE = re.compile(r"&(?:#[xX]([0-9a-fA-F]{1,6})|#([0-9]{1,7})|(lt|gt|amp|q
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 
 
-def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units: Telegram's unit (an emoji outside the BMP counts 2)."""
-    return len(text.encode("utf-16-le")) // 2
+utf16_len = utf16_units  # Telegram's unit (an emoji outside the BMP counts 2)
 
 
 def _decode_reference(match: re.Match) -> str:
@@ -183,49 +185,11 @@ def link_href(url: str | None) -> str | None:
 
 # ---------------------------------------------------------------------------- shortening
 
-_JOINERS = {"\u200d", "\u200c", "\u034f"}
-
-
-def _is_attached(char: str) -> bool:
-    """Characters that belong to the one before them (marks, joiners, variation selectors)."""
-    return (
-        unicodedata.category(char) in ("Mn", "Mc", "Me", "Sk")
-        or char in _JOINERS
-        or 0xFE00 <= ord(char) <= 0xFE0F
-        or 0x1F3FB <= ord(char) <= 0x1F3FF  # skin tones
-        or 0xE0020 <= ord(char) <= 0xE007F  # tag characters of flag sequences
-    )
-
 
 def shorten(text: str, max_units: int) -> str:
-    """`text` cut to at most `max_units` UTF-16 units, ellipsis included.
-
-    Cuts at the last word boundary when one is reasonably near, else between characters
-    but never inside a cluster (a Devanagari consonant and its vowel sign, an emoji and
-    its joiners or skin tone). Returns "" when not even the ellipsis fits.
-    """
-    text = text.strip()
-    if utf16_len(text) <= max_units:
-        return text
-    room = max_units - utf16_len(ELLIPSIS)
-    if room <= 0:
-        return ""
-    cut = 0
-    used = 0
-    for index, char in enumerate(text):
-        used += utf16_len(char)
-        if used > room:
-            break
-        cut = index + 1
-    # Never leave a cluster half-drawn: back off while the next char belongs to this one.
-    while 0 < cut < len(text) and (_is_attached(text[cut]) or text[cut - 1] in _JOINERS):
-        cut -= 1
-    head = text[:cut]
-    space = max(head.rfind(" "), head.rfind("\n"))
-    if space >= len(head) * 0.6:
-        head = head[:space]
-    head = head.rstrip(" ,;:-–—.\n")
-    return head + ELLIPSIS if head else ""
+    """`text` (stripped) cut to at most `max_units` UTF-16 units, ellipsis included: the
+    shared grapheme-aware rule of `distributor.text.shorten`, counted as Telegram counts."""
+    return shorten_text(text.strip(), max_units, measure=utf16_units, ellipsis=ELLIPSIS)
 
 
 def _fit(render: Callable[[str], str], text: str, limit: int) -> str | None:
@@ -337,17 +301,19 @@ def article_post(
     `link_url` replaces the article URL in the headline link and the Read more button
     (e.g. a click-tracking redirect). With an image, the standfirst is shortened at a word
     boundary until the caption fits `caption_length`; only when even the caption without
-    standfirst does not fit does the post become a text message.
+    standfirst does not fit does the post become a text message. A photo post carries
+    that text message as `text_fallback`, for when Telegram cannot fetch or use the photo.
     """
     href = link_href(link_url or article.url)
+    text = _article_body(settings, article, href, limits.message_length, keep_title=False)
+    params = {"text": text, "parse_mode": PARSE_MODE, "link_preview_options": _preview(href, disable_preview)}
+    text_post = BotCall("sendMessage", _with_markup(params, href))
     if article.image_url and link_href(article.image_url):
         caption = _article_body(settings, article, href, limits.caption_length, keep_title=True)
         if caption is not None:
             params = {"photo": article.image_url, "caption": caption, "parse_mode": PARSE_MODE}
-            return BotCall("sendPhoto", _with_markup(params, href))
-    text = _article_body(settings, article, href, limits.message_length, keep_title=False)
-    params = {"text": text, "parse_mode": PARSE_MODE, "link_preview_options": _preview(href, disable_preview)}
-    return BotCall("sendMessage", _with_markup(params, href))
+            return BotCall("sendPhoto", _with_markup(params, href), text_fallback=text_post)
+    return text_post
 
 
 def article_edit(

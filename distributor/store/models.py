@@ -273,6 +273,11 @@ class TelegramPostRow(Base):
     held_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # A deferred post (flood wait too long, temporary failure) is not tried before this.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # --- migration 0011 ---
+    # Telegram's answer when it could not fetch or use the photo of this article's post
+    # ("" if it never refused it). Written before the text post goes out, so no retry
+    # ever sends the photo again: the article is posted once, as text.
+    photo_error: Mapped[str] = mapped_column(Text, default="")
 
 
 # --- scheduling issue: live schedules and scheduler markers ---

@@ -43,6 +43,7 @@ from distributor import subscribers as subs
 from distributor.settings import PROJECT_ROOT, Settings
 from distributor.store import Store
 from distributor.store.models import DeliveryRow, EditionRunRow
+from distributor.text import clusters, shorten
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def _wants_json(request: Request) -> bool:
 def _masked(email: str) -> str:
     """r***@example.com: enough for a reader to recognise, little for anyone else."""
     local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"
+    return f"{next(clusters(local), '')}***@{domain}"
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -363,7 +364,7 @@ def _subscribe_form(request: Request, status: int = 200, *, values: dict | None 
 @router.get("/subscribe", response_class=HTMLResponse)
 def subscribe_page(request: Request, email: str = "") -> HTMLResponse:
     """The subscribe form."""
-    return _subscribe_form(request, values={"email": email[:320]})
+    return _subscribe_form(request, values={"email": shorten(email, 320, ellipsis="", prefer_words=False)})
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ api.telegram.org: `Bot(token, base_url=fake.base_url)` (or TELEGRAM_API_BASE_URL
   exceptions (BadRequest, Forbidden, RetryAfter, ChatMigrated, TimedOut);
 - can be told to fail: `fail_next(kind, count=, chat_id=, method=)` for the next matching
   calls, `fail_chat(chat_id, kind)` until `reset()`, `enforce_limits(...)` for flood
-  control. Kinds are the keys of FAILURES plus "timeout".
+  control. Kinds are the keys of FAILURES plus "timeout". `refuse_photo(url, kind)`
+  makes every sendPhoto of that URL fail as Telegram does when it cannot fetch or use
+  the photo (kinds: the keys of PHOTO_REFUSALS).
 
 "timeout" is the ambiguous case: the call is recorded and the message is delivered, then
 the answer is held back longer than the client waits (until `hang_seconds`, or until
@@ -72,6 +74,17 @@ FAILURES: dict[str, tuple[int, str, dict]] = {
     "bad_gateway": (502, "Bad Gateway", {}),
 }
 FAILURE_KINDS = (*FAILURES, "timeout")
+
+# kind -> what Telegram answers (400) when it cannot fetch or use the photo of a
+# sendPhoto: the photo URL is refused, the rest of the request would have been fine.
+PHOTO_REFUSALS: dict[str, str] = {
+    "wrong_file": "Bad Request: wrong file identifier/HTTP URL specified",
+    "fetch_failed": "Bad Request: failed to get HTTP URL content",
+    "wrong_type": "Bad Request: wrong type of the web page content",
+    "not_an_image": "Bad Request: IMAGE_PROCESS_FAILED",
+    "dimensions": "Bad Request: PHOTO_INVALID_DIMENSIONS",
+    "too_big": "Bad Request: file is too big",
+}
 
 # Parameters sent JSON-encoded inside form fields (python-telegram-bot does this).
 _JSON_FIELDS = {"reply_markup", "link_preview_options", "entities", "caption_entities", "reply_parameters"}
@@ -223,7 +236,8 @@ class FakeTelegram:
             self._rules: list[_Rule] = []
             self._migrated: dict[int, int] = {}
             self._limits: _Limits | None = None
-            self.bad_photo_urls: set[str] = set()
+            # photo URL -> the BadRequest description sendPhoto answers for it
+            self.bad_photo_urls: dict[str, str] = {}
 
     def fail_next(
         self,
@@ -254,6 +268,13 @@ class FakeTelegram:
         "migrated" also makes the new chat id usable, as a supergroup upgrade does.
         """
         self._add_rule(kind, None, chat_id, method, retry_after, migrate_to_chat_id, description)
+
+    def refuse_photo(self, url: str, kind: str = "fetch_failed") -> None:
+        """Answer every sendPhoto of `url` with Telegram's BadRequest for `kind` until `reset()`."""
+        if kind not in PHOTO_REFUSALS:
+            raise ValueError(f"unknown photo refusal {kind!r}; known: {', '.join(PHOTO_REFUSALS)}")
+        with self._lock:
+            self.bad_photo_urls[url] = PHOTO_REFUSALS[kind]
 
     def enforce_limits(
         self,
@@ -546,7 +567,7 @@ class FakeTelegram:
             raise _bad("there is no photo in the request")
         if isinstance(photo, str):
             if photo in self.bad_photo_urls:
-                raise _bad("failed to get HTTP URL content")
+                raise TelegramError(400, self.bad_photo_urls[photo])
             if not photo.startswith(("http://", "https://")) and not photo.startswith("photo-"):
                 raise _bad("wrong remote file identifier specified: Wrong string length")
         html, text, entities = self._parse(params, "caption", CAPTION_LIMIT, "message caption is too long")

@@ -1,13 +1,13 @@
 """console: operator accounts and sessions
 
 Revision ID: 0014
-Revises: 0007
+Revises: 0011
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0007"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
