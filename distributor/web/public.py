@@ -22,7 +22,6 @@ and kept in `app.state.rate_limiter`; tests may put their own there.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -39,10 +38,11 @@ from sqlalchemy import exists, func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from distributor import jsonlimits
 from distributor import subscribers as subs
 from distributor.settings import PROJECT_ROOT, Settings
 from distributor.store import Store
-from distributor.store.models import DeliveryRow, EditionRunRow
+from distributor.store.models import MAX_ID, DeliveryRow, EditionRunRow
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +253,9 @@ async def _form_or_json(request: Request, limit: int) -> tuple[dict[str, Any], b
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json" or (kind.endswith("+json")):
         try:
-            data = json.loads(body or b"null")
-        except ValueError:
-            raise _BadBody("the body is not valid JSON") from None
+            data = jsonlimits.loads(body or b"null")
+        except jsonlimits.JsonBodyError as exc:
+            raise _BadBody(str(exc)) from None
         if not isinstance(data, dict):
             raise _BadBody("expected a JSON object")
         return data, True
@@ -713,6 +713,8 @@ def archive_issue(request: Request, run_id: int) -> Response:
     store = _store(request)
     if not settings.file.web.archive:
         return _error(request, 404, "Not found", "There is no archive on this site.")
+    if not 1 <= run_id <= MAX_ID:
+        return _error(request, 404, "Not found", f"No sent edition has the number {run_id}.")
     with store.session() as session:
         sent = session.scalar(
             select(func.count()).select_from(DeliveryRow).where(DeliveryRow.run_id == run_id, DeliveryRow.status == "sent")
