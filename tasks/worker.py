@@ -66,7 +66,8 @@ def _serve_web(host: str, port: int) -> None:
     from distributor.web.app import create_app
     from tasks.ingest import queue_after_ingest
     from tasks.runtime import context
+    from tasks.subscribers import queue_signup
 
     settings, store = context()
-    app_ = create_app(settings, store, on_ingested=queue_after_ingest)
+    app_ = create_app(settings, store, on_ingested=queue_after_ingest, on_signup=queue_signup)
     uvicorn.run(app_, host=host, port=port, log_level="warning")

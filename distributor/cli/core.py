@@ -262,11 +262,13 @@ def web(
     from distributor.web.app import create_app
 
     s = settings()
-    hook = None
+    hook = signup_hook = None
     if s.redis_url:
-        # With a broker, instant posts after a webhook go to the telegram queue's workers.
+        # With a broker, instant posts after a webhook go to the telegram queue's workers,
+        # and subscribe requests' confirmation emails to the workers of the ingest queue.
         from tasks.ingest import queue_after_ingest as hook
-    uvicorn.run(create_app(s, open_store(), on_ingested=hook), host=host, port=port, log_level="warning")
+        from tasks.subscribers import queue_signup as signup_hook
+    uvicorn.run(create_app(s, open_store(), on_ingested=hook, on_signup=signup_hook), host=host, port=port, log_level="warning")
 
 
 def main() -> None:

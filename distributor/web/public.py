@@ -16,7 +16,9 @@ Rules these routes keep:
 
 The app must set `app.state.settings` and `app.state.store` (create_app does). The
 subscribe rate limiter is made on first use from settings (Redis when REDIS_URL is set)
-and kept in `app.state.rate_limiter`; tests may put their own there.
+and kept in `app.state.rate_limiter`; tests may put their own there. Signups are queued
+through `app.state.on_signup` when set (a Celery task), else on this process's
+background `SignupQueue` (`app.state.signup_queue`, made on first use).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
@@ -41,6 +43,7 @@ from starlette.datastructures import FormData
 from distributor import jsonlimits
 from distributor import subscribers as subs
 from distributor.settings import PROJECT_ROOT, Settings
+from distributor.signups import Signup, SignupQueue
 from distributor.store import Store
 from distributor.store.models import MAX_ID, DeliveryRow, EditionRunRow
 
@@ -391,8 +394,9 @@ def _too_many(request: Request, retry_after: int, as_json: bool) -> Response:
 
 @router.post("/subscribe")
 async def subscribe_submit(request: Request) -> Response:
-    """Subscribe from the form or JSON: validate, rate limit, store pending, mail the
-    confirmation link; answers "check your inbox" (also for addresses already on the list)."""
+    """Subscribe from the form or JSON: validate, rate limit, queue the signup (stored as
+    pending and mailed its confirmation link after the answer); answers "check your inbox",
+    the same for every address, whatever its state."""
     settings = _settings(request)
     web = settings.file.web
     as_json = "json" in request.headers.get("content-type", "")
@@ -438,34 +442,38 @@ async def subscribe_submit(request: Request) -> Response:
     if wait is not None:
         return _too_many(request, wait, as_json)
 
-    store = _store(request)
-
-    def work() -> bool:
-        subscriber, needs_confirmation = subs.subscribe(
-            settings,
-            store,
-            address,
-            sections=prefs.sections,
-            editions=prefs.editions,
-            timezone=prefs.timezone,
-            format=prefs.format,
-            name=prefs.name,
-            source="web",
-        )
-        if not needs_confirmation:
-            return True
-        [result] = subs.send_confirmations(settings, [subscriber])
-        return result.outcome == "sent"
-
-    if not await run_in_threadpool(work):
+    signup = Signup(address, prefs.sections, prefs.editions, prefs.timezone, prefs.format, prefs.name)
+    try:
+        # Storing and mailing happen after this answer (see distributor.signups): what the
+        # address's state would change - a row, a mail, a slow SMTP server - never shows here.
+        queue_signup(request.app)(signup)
+    except Exception as exc:  # noqa: BLE001 - the broker is away: the same answer for everyone
+        log.error("subscribe: could not queue the signup (%s)", type(exc).__name__)
         return _error(
             request,
             503,
             "Please try again",
-            "We could not send the confirmation email just now. Please try again in a few minutes.",
+            "We could not take your subscription just now. Please try again in a few minutes.",
             as_json=as_json,
         )
     return _check_inbox(request, as_json)
+
+
+def queue_signup(app) -> Callable[[Signup], None]:  # noqa: ANN001 - a FastAPI app
+    """The app's way to queue a signup: `app.state.on_signup` (a Celery task, set by
+    create_app when there is a broker), else this process's background SignupQueue."""
+    hook = getattr(app.state, "on_signup", None)
+    return hook if hook is not None else signup_queue(app).put
+
+
+def signup_queue(app) -> SignupQueue:  # noqa: ANN001 - a FastAPI app
+    """The app's background SignupQueue, made on first use."""
+    state = app.state
+    with _LIMITER_LOCK:
+        found = getattr(state, "signup_queue", None)
+        if found is None:
+            found = state.signup_queue = SignupQueue(state.settings, state.store)
+    return found
 
 
 # --- confirm ----------------------------------------------------------------------------------

@@ -32,6 +32,16 @@ def make_settings(settings: Settings, **web) -> Settings:
     return Settings(file, Environment(secret_key="web-secret", public_base_url="https://news.example"), settings.config_path)
 
 
+class DrainingClient(TestClient):
+    """Waits after each request until the signups it queued are handled, so a test can
+    look at rows and mail at once (subscribe answers before it stores or mails)."""
+
+    def request(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        response = super().request(*args, **kwargs)
+        public.signup_queue(self.app).join()
+        return response
+
+
 def make_client(settings: Settings, store, limiter=None) -> TestClient:
     app = FastAPI()
     app.state.settings = settings
@@ -39,7 +49,7 @@ def make_client(settings: Settings, store, limiter=None) -> TestClient:
     if limiter is not None:
         app.state.rate_limiter = limiter
     app.include_router(public.router)
-    return TestClient(app, follow_redirects=False)
+    return DrainingClient(app, follow_redirects=False)
 
 
 @pytest.fixture
