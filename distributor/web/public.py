@@ -23,14 +23,13 @@ background `SignupQueue` (`app.state.signup_queue`, made on first use).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
@@ -44,6 +43,7 @@ from distributor import jsonlimits
 from distributor import subscribers as subs
 from distributor.settings import PROJECT_ROOT, Settings
 from distributor.signups import Signup, SignupQueue
+from distributor.web.ratelimits import MemoryRateLimiter, RateLimiter, RedisRateLimiter, mailbox_key, network_key
 from distributor.store import Store
 from distributor.store.models import MAX_ID, DeliveryRow, EditionRunRow
 
@@ -61,63 +61,6 @@ PREFS_MARKER = "_prefs"
 # --- rate limits ---------------------------------------------------------------------------
 
 
-class RateLimiter(Protocol):
-    """Counts hits per key in a window that starts at the key's first hit."""
-
-    def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
-        """Count one hit; None when within `limit`, else the seconds until the window ends."""
-        ...
-
-
-class MemoryRateLimiter:
-    """Counters in this process: right for one web process, which is the default set-up."""
-
-    # Expired counters are swept once the table holds this many keys.
-    SWEEP_AT = 10_000
-
-    def __init__(self, clock=time.monotonic) -> None:  # noqa: ANN001
-        self._clock = clock
-        self._counters: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
-
-    def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
-        now = self._clock()
-        with self._lock:
-            if len(self._counters) >= self.SWEEP_AT:
-                self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
-            ends, count = self._counters.get(key, (0.0, 0))
-            if ends <= now:
-                ends, count = now + window_seconds, 0
-            count += 1
-            self._counters[key] = (ends, count)
-        return None if count <= limit else max(1, int(ends - now + 0.999))
-
-
-class RedisRateLimiter:
-    """Counters in Redis, shared by every web process."""
-
-    def __init__(self, url: str, prefix: str = "distributor:subscribe:") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self._prefix = prefix
-
-    def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
-        name = self._prefix + key
-        try:
-            pipe = self._redis.pipeline(transaction=True)
-            # SET NX EX starts the window with its expiry in one step; INCR keeps the TTL.
-            pipe.set(name, 0, ex=window_seconds, nx=True)
-            pipe.incr(name)
-            pipe.ttl(name)
-            _, count, ttl = pipe.execute()
-        except Exception as exc:  # noqa: BLE001 - any Redis failure
-            # Fail open: losing the limit for a while is better than refusing every reader.
-            log.error("subscribe rate limit unavailable, allowing (%s)", type(exc).__name__)
-            return None
-        return None if count <= limit else max(1, int(ttl))
-
-
 def rate_limiter(request: Request) -> RateLimiter:
     """The app's limiter, made on first use (Redis when REDIS_URL is set)."""
     state = request.app.state
@@ -133,11 +76,6 @@ def rate_limiter(request: Request) -> RateLimiter:
 
 
 _LIMITER_LOCK = threading.Lock()
-
-
-def _address_key(email: str) -> str:
-    # Counters are keyed by a digest: Redis need not hold readers' addresses.
-    return "addr:" + hashlib.sha256(email.lower().encode()).hexdigest()[:32]
 
 
 def client_ip(request: Request) -> str:
@@ -408,7 +346,8 @@ async def subscribe_submit(request: Request) -> Response:
         return _error(request, 400, "Bad request", str(exc), as_json=as_json)
 
     limiter = rate_limiter(request)
-    wait = limiter.hit("ip:" + client_ip(request), web.subscribe_per_ip, web.subscribe_ip_window_seconds)
+    network = network_key(client_ip(request), ipv6_prefix=web.subscribe_ipv6_prefix)
+    wait = limiter.hit(network, web.subscribe_per_ip, web.subscribe_ip_window_seconds)
     if wait is not None:
         return _too_many(request, wait, as_json)
 
@@ -438,7 +377,8 @@ async def subscribe_submit(request: Request) -> Response:
     except subs.InvalidPreference as exc:
         return invalid(exc.field, str(exc))
 
-    wait = limiter.hit(_address_key(address), web.subscribe_per_address, web.subscribe_address_window_seconds)
+    inbox = mailbox_key(address, tag_separator=web.mailbox_tag_separator, dotless_domains=tuple(web.mailbox_dotless_domains))
+    wait = limiter.hit(inbox, web.subscribe_per_address, web.subscribe_address_window_seconds)
     if wait is not None:
         return _too_many(request, wait, as_json)
 
