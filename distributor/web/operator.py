@@ -73,7 +73,8 @@ def _apply(request: Request, action, edition: str, *args) -> dict:  # noqa: ANN0
     except KeyError as exc:
         raise HTTPException(404, str(exc.args[0])) from None
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+        # FastAPI's own shape for a 422 (the one the schema documents), naming the field.
+        raise HTTPException(422, [{"loc": ["body", "cron"], "msg": str(exc), "type": "value_error"}]) from None
 
 
 @router.put("/schedules/{edition}", dependencies=[Depends(require_operator)])

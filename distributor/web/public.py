@@ -43,6 +43,7 @@ from distributor import jsonlimits
 from distributor import subscribers as subs
 from distributor.settings import PROJECT_ROOT, Settings
 from distributor.signups import Signup, SignupQueue
+from distributor.web import openapi
 from distributor.web.ratelimits import MemoryRateLimiter, RateLimiter, RedisRateLimiter, mailbox_key, network_key
 from distributor.store import Store
 from distributor.store.models import MAX_ID, DeliveryRow, EditionRunRow
@@ -330,7 +331,7 @@ def _too_many(request: Request, retry_after: int, as_json: bool) -> Response:
     return response
 
 
-@router.post("/subscribe")
+@router.post("/subscribe", openapi_extra=openapi.body(openapi.SUBSCRIBE, form=True))
 async def subscribe_submit(request: Request) -> Response:
     """Subscribe from the form or JSON: validate, rate limit, queue the signup (stored as
     pending and mailed its confirmation link after the answer); answers "check your inbox",
@@ -501,7 +502,7 @@ def preferences_page(request: Request, token: str) -> Response:
     return _preferences_page(request, subscriber, token)
 
 
-@router.post("/preferences/{token}")
+@router.post("/preferences/{token}", openapi_extra=openapi.body(openapi.PREFERENCES, form=True))
 async def preferences_submit(request: Request, token: str) -> Response:
     """Save the preferences form (or JSON with the same fields); the status never changes."""
     settings = _settings(request)
