@@ -117,3 +117,19 @@ def test_subscribe_is_the_same_for_every_address_state(settings, store, smtp_ser
         assert mailed == sorted([*wanted, "warm-up@example.com"])
     else:
         assert mailed == []
+
+
+def test_the_broker_task_stores_and_mails_the_signup(settings, store, smtp_server, monkeypatch):
+    """With a broker, the web app queues `tasks.subscribers.sign_up`; run here eagerly."""
+    import tasks.subscribers
+    from distributor.signups import Signup
+
+    monkeypatch.setattr(tasks.subscribers, "context", lambda: (settings, store))
+    signup = Signup("Task@Example.com", ("sports",), None, "Asia/Kolkata", "text", "Asha")
+    assert Signup.from_dict(signup.as_dict()) == signup
+    result = tasks.subscribers.sign_up.apply(args=[signup.as_dict()])
+    assert result.successful() and result.result == {"outcome": "sent"}
+    assert rows(store) == {"Task@example.com": "pending"} and smtp_server.recipients() == ["Task@example.com"]
+    subs.confirm(store, subs.find(store, "task@example.com").id)
+    assert tasks.subscribers.sign_up.apply(args=[signup.as_dict()]).result == {"outcome": "not_due"}
+    assert len(smtp_server.messages) == 1
