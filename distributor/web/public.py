@@ -43,10 +43,10 @@ from distributor import jsonlimits
 from distributor import subscribers as subs
 from distributor.settings import PROJECT_ROOT, Settings
 from distributor.signups import Signup, SignupQueue
-from distributor.web import openapi
-from distributor.web.ratelimits import MemoryRateLimiter, RateLimiter, RedisRateLimiter, mailbox_key, network_key
 from distributor.store import Store
 from distributor.store.models import MAX_ID, DeliveryRow, EditionRunRow
+from distributor.web import openapi
+from distributor.web.ratelimits import MemoryRateLimiter, RateLimiter, RedisRateLimiter, mailbox_key, network_key
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def rate_limiter(request: Request) -> RateLimiter:
     state = request.app.state
     limiter = getattr(state, "rate_limiter", None)
     if limiter is None:
-        with _LIMITER_LOCK:
+        with _STATE_LOCK:
             limiter = getattr(state, "rate_limiter", None)
             if limiter is None:
                 settings: Settings = state.settings
@@ -76,7 +76,7 @@ def rate_limiter(request: Request) -> RateLimiter:
     return limiter
 
 
-_LIMITER_LOCK = threading.Lock()
+_STATE_LOCK = threading.Lock()
 
 
 def client_ip(request: Request) -> str:
@@ -410,7 +410,7 @@ def queue_signup(app) -> Callable[[Signup], None]:  # noqa: ANN001 - a FastAPI a
 def signup_queue(app) -> SignupQueue:  # noqa: ANN001 - a FastAPI app
     """The app's background SignupQueue, made on first use."""
     state = app.state
-    with _LIMITER_LOCK:
+    with _STATE_LOCK:
         found = getattr(state, "signup_queue", None)
         if found is None:
             found = state.signup_queue = SignupQueue(state.settings, state.store)
