@@ -521,6 +521,15 @@ class WebConfig(_Strict):
     subscribe_per_address: int = Field(default=3, ge=1, le=1000)
     # Length of that window, in seconds.
     subscribe_address_window_seconds: int = Field(default=86400, ge=1, le=30 * 86400)
+    # An IPv6 client counts per /N network for the per-IP limit: one host usually holds a
+    # whole /64 and can take a new address for every request. IPv4 counts per address.
+    subscribe_ipv6_prefix: int = Field(default=64, ge=16, le=128)
+    # The per-address limit counts per mailbox: the part of the address from this
+    # character to the @ is a tag ("reader+news@" reaches "reader@"). "" keeps tags.
+    mailbox_tag_separator: str = Field(default="+", max_length=1)
+    # Domains whose mailboxes ignore dots before the @ ("r.eader@" reaches "reader@"); they
+    # all count as the first one (googlemail.com mail reaches gmail.com inboxes).
+    mailbox_dotless_domains: list[str] = Field(default_factory=lambda: ["gmail.com", "googlemail.com"], max_length=100)
     # Hours a confirmation link stays valid. Unsubscribe and preference links never expire
     # (an old email must still let its reader leave), but they are still verified.
     confirm_max_age_hours: int = Field(default=72, ge=1, le=24 * 30)
@@ -538,6 +547,14 @@ class WebConfig(_Strict):
     # or loopback PUBLIC_BASE_URL (e.g. http://192.168.1.20:8000 with a mail catcher).
     # Production needs an https address readers can reach, or every link is dead.
     allow_insecure_public_url: bool = False
+
+    @field_validator("mailbox_dotless_domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        for domain in value:
+            if not re.match(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", domain):
+                raise ValueError(f"{domain!r} is not a lower-case domain name")
+        return value
 
     @field_validator("honeypot_field")
     @classmethod

@@ -812,13 +812,23 @@ def _joined(values: tuple[str, ...] | None) -> str:
     return ";".join(values) if values is not None else ""
 
 
+# A cell starting with one of these runs as a formula (or a DDE command) when a
+# spreadsheet opens the file; tab and CR hide the character that follows from some parsers.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _guard(text: str) -> str:
-    # A cell starting with =, +, - or @ runs as a formula when a spreadsheet opens the file.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    """The cell as written: a leading apostrophe makes a spreadsheet show it as text.
+
+    Text that already reads as guarded (apostrophes, then a formula start) gets one more,
+    so `_unguard` returns every value exactly: an export imports back unchanged.
+    """
+    return "'" + text if text.lstrip("'").startswith(_FORMULA_STARTS) else text
 
 
 def _unguard(text: str) -> str:
-    return text[1:] if text[:1] == "'" and text[1:2] in ("=", "+", "-", "@") else text
+    """The value of a cell written by `_guard` (other text is returned as it is)."""
+    return text[1:] if text.startswith("'") and text.lstrip("'").startswith(_FORMULA_STARTS) else text
 
 
 def export_rows(store: Store, *, status: str | None = None) -> Iterator[str]:
@@ -839,12 +849,17 @@ def export_rows(store: Store, *, status: str | None = None) -> Iterator[str]:
     writer.writerow(EXPORT_COLUMNS)
     yield take()
     for s in iter_subscribers(store, status=status):
+        # Every cell is guarded, not only the free-text ones: an address may start with
+        # "=" too, and a guard on a value that cannot need it costs nothing.
         writer.writerow(
             [
-                s.email, s.status, _joined(s.sections), _joined(s.editions), s.timezone, s.format,
-                _guard(s.name),
-                s.created_at.isoformat(), s.confirmed_at.isoformat() if s.confirmed_at else "",
-                s.status_changed_at.isoformat(), s.source,
+                _guard(cell)
+                for cell in (
+                    s.email, s.status, _joined(s.sections), _joined(s.editions), s.timezone, s.format,
+                    s.name,
+                    s.created_at.isoformat(), s.confirmed_at.isoformat() if s.confirmed_at else "",
+                    s.status_changed_at.isoformat(), s.source or "",
+                )
             ]
         )
         yield take()
@@ -918,7 +933,8 @@ def _read_import(settings: Settings, text: str, report: ImportReport) -> list[_I
                         report.fatal = f"line {line}: no 'email' column in the header ({', '.join(header)})"
                         return []
                     continue
-            cells = dict(zip(header, (c.strip() for c in record), strict=False))
+            # Our own export guards every cell (see _guard); undo it for every column.
+            cells = dict(zip(header, (_unguard(c.strip()) for c in record), strict=False))
             if len(record) > len(header):
                 report.errors.append((line, f"{len(record)} fields, the header has {len(header)}"))
                 continue
@@ -930,7 +946,7 @@ def _read_import(settings: Settings, text: str, report: ImportReport) -> list[_I
                     editions=cells.get("editions") or None,
                     timezone=cells.get("timezone") or None,
                     format=cells.get("format") or None,
-                    name=_unguard(cells.get("name", "")),
+                    name=cells.get("name", ""),
                 )
             except (InvalidAddress, InvalidPreference) as exc:
                 report.errors.append((line, str(exc)))

@@ -48,7 +48,6 @@ are broken by article key (code point order) everywhere.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import re
@@ -63,6 +62,7 @@ from itsdangerous import BadData, URLSafeSerializer
 from sqlalchemy import delete, select, text
 
 from distributor.articles import Article
+from distributor import jsonlimits
 from distributor.errors import DistributorError
 from distributor.ingest.normalise import MAX_URL_CHARS, canonical_url, is_http_url
 from distributor.ingest.webhook import PayloadError
@@ -892,10 +892,6 @@ class PageViewReport:
         }
 
 
-def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
 def _entry(settings: Settings, item: object, now: datetime) -> PageViews:
     if not isinstance(item, dict):
         raise ValueError("entry must be an object {\"url\": ..., \"count\": n}")
@@ -938,13 +934,9 @@ def parse_pageviews(settings: Settings, body: bytes, *, now: datetime) -> tuple[
     entry stands on its own; PayloadError when the body as a whole is unusable.
     """
     try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"body is not UTF-8 text (bad byte at offset {exc.start})") from None
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
+        data = jsonlimits.loads(body)
+    except jsonlimits.JsonBodyError as exc:
+        raise PayloadError(str(exc)) from None
     if not isinstance(data, dict) or not isinstance(data.get("views"), list):
         raise PayloadError('body must be {"views": [{"url": ..., "count": n, "at": ...}, ...]}')
     if not data["views"]:

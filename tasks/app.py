@@ -26,13 +26,20 @@ ROUTES = {
     "tasks.email.*": {"queue": "email", "routing_key": "email"},
     "tasks.telegram.*": {"queue": "telegram", "routing_key": "telegram"},
     "tasks.housekeeping.*": {"queue": "editions", "routing_key": "editions"},
+    # A reader waits for their confirmation email: short tasks, kept off the email queue,
+    # where a large edition's batches would hold them back.
+    "tasks.subscribers.*": {"queue": "ingest", "routing_key": "ingest"},
 }
 
 
 def make_app(settings: Settings) -> Celery:
     """A Celery app for these settings (one per process)."""
     broker = settings.redis_url or "memory://"
-    app = Celery("distributor", broker=broker, include=["tasks.ingest", "tasks.editions", "tasks.email", "tasks.telegram", "tasks.housekeeping", "tasks.heartbeat"])
+    app = Celery(
+        "distributor",
+        broker=broker,
+        include=["tasks.ingest", "tasks.editions", "tasks.email", "tasks.telegram", "tasks.housekeeping", "tasks.subscribers", "tasks.heartbeat"],
+    )
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

@@ -67,6 +67,7 @@ def _serve_web(sock: socket.socket) -> None:
     from distributor.web.serving import serve
     from tasks.ingest import queue_after_ingest
     from tasks.runtime import context
+    from tasks.subscribers import queue_signup
 
     settings, store = context()
-    serve(create_app(settings, store, on_ingested=queue_after_ingest), sock)
+    serve(create_app(settings, store, on_ingested=queue_after_ingest, on_signup=queue_signup), sock)

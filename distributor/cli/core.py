@@ -316,11 +316,13 @@ def web(
     s = checked_settings("web", web_host=host)
     store = open_store()
     sock = bind_web(host, port)
-    hook = None
+    hook = signup_hook = None
     if s.redis_url:
-        # With a broker, instant posts after a webhook go to the telegram queue's workers.
+        # With a broker, instant posts after a webhook go to the telegram queue's workers,
+        # and subscribe requests' confirmation emails to the workers of the ingest queue.
         from tasks.ingest import queue_after_ingest as hook
-    serve(create_app(s, store, on_ingested=hook), sock)
+        from tasks.subscribers import queue_signup as signup_hook
+    serve(create_app(s, store, on_ingested=hook, on_signup=signup_hook), sock)
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from datetime import datetime
 
+from distributor import jsonlimits
 from distributor.errors import DistributorError, SignatureError
 
 TIMESTAMP_HEADER = "X-Distributor-Timestamp"
@@ -118,15 +118,9 @@ def parse_payload(body: bytes) -> list[object]:
     PayloadError naming the problem when the body as a whole is unusable.
     """
     try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(f"body is not UTF-8 text (bad byte at offset {exc.start})") from None
-    try:
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
-    except ValueError as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
+        data = jsonlimits.loads(body)
+    except jsonlimits.JsonBodyError as exc:
+        raise PayloadError(str(exc)) from None
     if not isinstance(data, dict):
         raise PayloadError(
             'body must be a JSON object: one article, or {"articles": [article, ...]}'
@@ -139,8 +133,3 @@ def parse_payload(body: bytes) -> list[object]:
     if not items:
         raise PayloadError('"articles" is an empty list')
     return items
-
-
-def _refuse_constant(name: str) -> object:
-    # Python's json accepts NaN and Infinity; JSON does not, and neither do we.
-    raise ValueError(f"{name} is not allowed in JSON")

@@ -19,6 +19,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
+# The largest id an Integer key holds on every store (PostgreSQL's int4). An id from a
+# URL beyond it names no row; asking the database would be an error, not a miss.
+MAX_ID = 2**31 - 1
+
+
 class UTCDateTime(TypeDecorator):
     """Stores aware datetimes as UTC and always returns aware UTC datetimes.
 

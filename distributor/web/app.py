@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from distributor import monitor
 from distributor.ingest.pipeline import IngestReport
 from distributor.settings import Settings
+from distributor.signups import Signup
 from distributor.store import Store
 from distributor.web import admin, metrics, operator, public, signals, webhooks
 from distributor.web.deps import StoreDep
@@ -28,11 +29,14 @@ def create_app(
     store: Store,
     *,
     on_ingested: Callable[[IngestReport], None] | None = None,
+    on_signup: Callable[[Signup], None] | None = None,
 ) -> FastAPI:
     """A FastAPI app serving the site's endpoints over `store`.
 
     `on_ingested(report)` runs after a webhook stored new or updated articles; the
-    default posts them to instant Telegram channels in this process.
+    default posts them to instant Telegram channels in this process. `on_signup(signup)`
+    queues a subscribe request's work (store, confirmation email); the default is a
+    background thread of this process (see distributor.signups).
     """
     # No docs pages: FastAPI's /docs and /redoc load their scripts from a CDN and would
     # show every route to anyone. The schema itself is for operators (below).
@@ -45,6 +49,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.on_signup = on_signup
     app.state.on_ingested = on_ingested or (lambda report: webhooks.post_to_channels(settings, store, report))
 
     @app.get("/healthz")

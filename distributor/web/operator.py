@@ -11,7 +11,9 @@ import hmac
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -23,6 +25,9 @@ from distributor.store import Store
 from distributor.store.models import EditionRunRow
 
 router = APIRouter(prefix="/api", tags=["operator"])
+
+# The most runs one `GET /api/runs` lists; more is refused (422), not silently cut.
+MAX_RUNS = 500
 
 
 def _context(request: Request) -> tuple[Settings, Store]:
@@ -69,7 +74,8 @@ def _apply(request: Request, action, edition: str, *args) -> dict:  # noqa: ANN0
     except KeyError as exc:
         raise HTTPException(404, str(exc.args[0])) from None
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+        # FastAPI's own shape for a 422 (the one the schema documents), naming the field.
+        raise HTTPException(422, [{"loc": ["body", "cron"], "msg": str(exc), "type": "value_error"}]) from None
 
 
 @router.put("/schedules/{edition}", dependencies=[Depends(require_operator)])
@@ -104,9 +110,13 @@ def run_now(edition: str, request: Request, force: bool = False) -> dict:
 
 
 @router.get("/runs", dependencies=[Depends(require_operator)])
-def list_runs(request: Request, edition: str | None = None, limit: int = 20) -> list[dict]:
+def list_runs(
+    request: Request,
+    edition: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_RUNS, description="How many runs, newest first.")] = 20,
+) -> list[dict]:
     settings, store = _context(request)
-    query = select(EditionRunRow).order_by(EditionRunRow.created_at.desc(), EditionRunRow.id.desc()).limit(min(limit, 500))
+    query = select(EditionRunRow).order_by(EditionRunRow.created_at.desc(), EditionRunRow.id.desc()).limit(limit)
     if edition:
         query = query.where(EditionRunRow.edition == edition)
     with store.session() as session:

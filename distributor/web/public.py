@@ -16,20 +16,20 @@ Rules these routes keep:
 
 The app must set `app.state.settings` and `app.state.store` (create_app does). The
 subscribe rate limiter is made on first use from settings (Redis when REDIS_URL is set)
-and kept in `app.state.rate_limiter`; tests may put their own there.
+and kept in `app.state.rate_limiter`; tests may put their own there. Signups are queued
+through `app.state.on_signup` when set (a Celery task), else on this process's
+background `SignupQueue` (`app.state.signup_queue`, made on first use).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
@@ -39,11 +39,15 @@ from sqlalchemy import exists, func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from distributor import jsonlimits
 from distributor import subscribers as subs
 from distributor.settings import PROJECT_ROOT, Settings
+from distributor.signups import Signup, SignupQueue
 from distributor.store import Store
-from distributor.store.models import DeliveryRow, EditionRunRow
+from distributor.store.models import MAX_ID, DeliveryRow, EditionRunRow
 from distributor.text import clusters, shorten
+from distributor.web import openapi
+from distributor.web.ratelimits import MemoryRateLimiter, RateLimiter, RedisRateLimiter, mailbox_key, network_key
 
 log = logging.getLogger(__name__)
 
@@ -59,69 +63,12 @@ PREFS_MARKER = "_prefs"
 # --- rate limits ---------------------------------------------------------------------------
 
 
-class RateLimiter(Protocol):
-    """Counts hits per key in a window that starts at the key's first hit."""
-
-    def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
-        """Count one hit; None when within `limit`, else the seconds until the window ends."""
-        ...
-
-
-class MemoryRateLimiter:
-    """Counters in this process: right for one web process, which is the default set-up."""
-
-    # Expired counters are swept once the table holds this many keys.
-    SWEEP_AT = 10_000
-
-    def __init__(self, clock=time.monotonic) -> None:  # noqa: ANN001
-        self._clock = clock
-        self._counters: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
-
-    def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
-        now = self._clock()
-        with self._lock:
-            if len(self._counters) >= self.SWEEP_AT:
-                self._counters = {k: v for k, v in self._counters.items() if v[0] > now}
-            ends, count = self._counters.get(key, (0.0, 0))
-            if ends <= now:
-                ends, count = now + window_seconds, 0
-            count += 1
-            self._counters[key] = (ends, count)
-        return None if count <= limit else max(1, int(ends - now + 0.999))
-
-
-class RedisRateLimiter:
-    """Counters in Redis, shared by every web process."""
-
-    def __init__(self, url: str, prefix: str = "distributor:subscribe:") -> None:
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self._prefix = prefix
-
-    def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
-        name = self._prefix + key
-        try:
-            pipe = self._redis.pipeline(transaction=True)
-            # SET NX EX starts the window with its expiry in one step; INCR keeps the TTL.
-            pipe.set(name, 0, ex=window_seconds, nx=True)
-            pipe.incr(name)
-            pipe.ttl(name)
-            _, count, ttl = pipe.execute()
-        except Exception as exc:  # noqa: BLE001 - any Redis failure
-            # Fail open: losing the limit for a while is better than refusing every reader.
-            log.error("subscribe rate limit unavailable, allowing (%s)", type(exc).__name__)
-            return None
-        return None if count <= limit else max(1, int(ttl))
-
-
 def rate_limiter(request: Request) -> RateLimiter:
     """The app's limiter, made on first use (Redis when REDIS_URL is set)."""
     state = request.app.state
     limiter = getattr(state, "rate_limiter", None)
     if limiter is None:
-        with _LIMITER_LOCK:
+        with _STATE_LOCK:
             limiter = getattr(state, "rate_limiter", None)
             if limiter is None:
                 settings: Settings = state.settings
@@ -130,12 +77,7 @@ def rate_limiter(request: Request) -> RateLimiter:
     return limiter
 
 
-_LIMITER_LOCK = threading.Lock()
-
-
-def _address_key(email: str) -> str:
-    # Counters are keyed by a digest: Redis need not hold readers' addresses.
-    return "addr:" + hashlib.sha256(email.lower().encode()).hexdigest()[:32]
+_STATE_LOCK = threading.Lock()
 
 
 def client_ip(request: Request) -> str:
@@ -254,9 +196,9 @@ async def _form_or_json(request: Request, limit: int) -> tuple[dict[str, Any], b
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json" or (kind.endswith("+json")):
         try:
-            data = json.loads(body or b"null")
-        except ValueError:
-            raise _BadBody("the body is not valid JSON") from None
+            data = jsonlimits.loads(body or b"null")
+        except jsonlimits.JsonBodyError as exc:
+            raise _BadBody(str(exc)) from None
         if not isinstance(data, dict):
             raise _BadBody("expected a JSON object")
         return data, True
@@ -390,10 +332,11 @@ def _too_many(request: Request, retry_after: int, as_json: bool) -> Response:
     return response
 
 
-@router.post("/subscribe")
+@router.post("/subscribe", openapi_extra=openapi.body(openapi.SUBSCRIBE, form=True))
 async def subscribe_submit(request: Request) -> Response:
-    """Subscribe from the form or JSON: validate, rate limit, store pending, mail the
-    confirmation link; answers "check your inbox" (also for addresses already on the list)."""
+    """Subscribe from the form or JSON: validate, rate limit, queue the signup (stored as
+    pending and mailed its confirmation link after the answer); answers "check your inbox",
+    the same for every address, whatever its state."""
     settings = _settings(request)
     web = settings.file.web
     as_json = "json" in request.headers.get("content-type", "")
@@ -405,7 +348,8 @@ async def subscribe_submit(request: Request) -> Response:
         return _error(request, 400, "Bad request", str(exc), as_json=as_json)
 
     limiter = rate_limiter(request)
-    wait = limiter.hit("ip:" + client_ip(request), web.subscribe_per_ip, web.subscribe_ip_window_seconds)
+    network = network_key(client_ip(request), ipv6_prefix=web.subscribe_ipv6_prefix)
+    wait = limiter.hit(network, web.subscribe_per_ip, web.subscribe_ip_window_seconds)
     if wait is not None:
         return _too_many(request, wait, as_json)
 
@@ -435,38 +379,43 @@ async def subscribe_submit(request: Request) -> Response:
     except subs.InvalidPreference as exc:
         return invalid(exc.field, str(exc))
 
-    wait = limiter.hit(_address_key(address), web.subscribe_per_address, web.subscribe_address_window_seconds)
+    inbox = mailbox_key(address, tag_separator=web.mailbox_tag_separator, dotless_domains=tuple(web.mailbox_dotless_domains))
+    wait = limiter.hit(inbox, web.subscribe_per_address, web.subscribe_address_window_seconds)
     if wait is not None:
         return _too_many(request, wait, as_json)
 
-    store = _store(request)
-
-    def work() -> bool:
-        subscriber, needs_confirmation = subs.subscribe(
-            settings,
-            store,
-            address,
-            sections=prefs.sections,
-            editions=prefs.editions,
-            timezone=prefs.timezone,
-            format=prefs.format,
-            name=prefs.name,
-            source="web",
-        )
-        if not needs_confirmation:
-            return True
-        [result] = subs.send_confirmations(settings, [subscriber])
-        return result.outcome == "sent"
-
-    if not await run_in_threadpool(work):
+    signup = Signup(address, prefs.sections, prefs.editions, prefs.timezone, prefs.format, prefs.name)
+    try:
+        # Storing and mailing happen after this answer (see distributor.signups): what the
+        # address's state would change - a row, a mail, a slow SMTP server - never shows here.
+        queue_signup(request.app)(signup)
+    except Exception as exc:  # noqa: BLE001 - the broker is away: the same answer for everyone
+        log.error("subscribe: could not queue the signup (%s)", type(exc).__name__)
         return _error(
             request,
             503,
             "Please try again",
-            "We could not send the confirmation email just now. Please try again in a few minutes.",
+            "We could not take your subscription just now. Please try again in a few minutes.",
             as_json=as_json,
         )
     return _check_inbox(request, as_json)
+
+
+def queue_signup(app) -> Callable[[Signup], None]:  # noqa: ANN001 - a FastAPI app
+    """The app's way to queue a signup: `app.state.on_signup` (a Celery task, set by
+    create_app when there is a broker), else this process's background SignupQueue."""
+    hook = getattr(app.state, "on_signup", None)
+    return hook if hook is not None else signup_queue(app).put
+
+
+def signup_queue(app) -> SignupQueue:  # noqa: ANN001 - a FastAPI app
+    """The app's background SignupQueue, made on first use."""
+    state = app.state
+    with _STATE_LOCK:
+        found = getattr(state, "signup_queue", None)
+        if found is None:
+            found = state.signup_queue = SignupQueue(state.settings, state.store)
+    return found
 
 
 # --- confirm ----------------------------------------------------------------------------------
@@ -554,7 +503,7 @@ def preferences_page(request: Request, token: str) -> Response:
     return _preferences_page(request, subscriber, token)
 
 
-@router.post("/preferences/{token}")
+@router.post("/preferences/{token}", openapi_extra=openapi.body(openapi.PREFERENCES, form=True))
 async def preferences_submit(request: Request, token: str) -> Response:
     """Save the preferences form (or JSON with the same fields); the status never changes."""
     settings = _settings(request)
@@ -714,6 +663,8 @@ def archive_issue(request: Request, run_id: int) -> Response:
     store = _store(request)
     if not settings.file.web.archive:
         return _error(request, 404, "Not found", "There is no archive on this site.")
+    if not 1 <= run_id <= MAX_ID:
+        return _error(request, 404, "Not found", f"No sent edition has the number {run_id}.")
     with store.session() as session:
         sent = session.scalar(
             select(func.count()).select_from(DeliveryRow).where(DeliveryRow.run_id == run_id, DeliveryRow.status == "sent")

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from distributor import trending
 from distributor.ingest.webhook import PayloadError, normalise_signature
 from distributor.store.models import utcnow
+from distributor.web import openapi
 from distributor.web.deps import SettingsDep, StoreDep
 from distributor.web.webhooks import claim_receipt, release_receipt, signed_body
 
@@ -59,7 +60,7 @@ def follow_click(token: str, request: Request, settings: SettingsDep, store: Sto
     return RedirectResponse(target, status_code=302, headers={"Cache-Control": "no-store"})
 
 
-@router.post("/webhooks/pageviews")
+@router.post("/webhooks/pageviews", openapi_extra=openapi.body(openapi.PAGEVIEWS))
 async def receive_pageviews(request: Request, settings: SettingsDep, store: StoreDep) -> JSONResponse:
     """Credit pushed page views to articles by URL; unknown URLs wait for their article."""
     checked = await signed_body(request, settings, what="page views")

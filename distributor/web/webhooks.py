@@ -37,6 +37,7 @@ from distributor.ingest.webhook import (
 from distributor.settings import Settings
 from distributor.store import Store
 from distributor.store.models import WebhookReceiptRow, utcnow
+from distributor.web import openapi
 from distributor.web.deps import SettingsDep, StoreDep
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def post_to_channels(settings: Settings, store: Store, report: IngestReport) -> 
         telegram_delivery.update_posted_articles(settings, store, [a.key for a in report.updated])
 
 
-@router.post("/webhooks/articles")
+@router.post("/webhooks/articles", openapi_extra=openapi.body(openapi.ARTICLES))
 async def receive_articles(
     request: Request, settings: SettingsDep, store: StoreDep
 ) -> JSONResponse:

@@ -18,6 +18,7 @@
   at a known point (e.g. to kill it there);
 - can be stopped and started again on the same port (`server.stop()`, `server.start()`,
   or `with server.down(): ...`), so a client finds it refusing connections meanwhile;
+- answers every DATA `server.slow` seconds late (0 by default), like a distant MTA;
 - advertises PIPELINING when built with `pipelining=True`;
 - speaks STARTTLS, implicit TLS and AUTH when built with a certificate and credentials
   (`tls_files()` makes a throwaway self-signed certificate with the openssl command).
@@ -118,6 +119,7 @@ class FakeSmtpServer:
         self.credentials = credentials
         self.messages: list[Received] = []
         self.rules: list[Rule] = []
+        self.slow = 0.0  # seconds each DATA reply waits
         self.connections = 0
         self.transactions = 0
         self.logins: list[str] = []
@@ -279,6 +281,8 @@ class FakeSmtpServer:
             server.transport.abort()
             raise asyncio.CancelledError("fake server dropped the connection")
         await self._hold(server)
+        if self.slow:
+            await asyncio.sleep(self.slow)
         status = await self._answer(server, "DATA", list(envelope.rcpt_tos), getattr(envelope, "number", 0), "250 OK queued")
         if status.startswith("2"):
             data = envelope.original_content or b""

@@ -69,7 +69,9 @@ def test_schedule_changes_are_stored(api, settings, store):
 
 def test_bad_requests_name_the_problem(api):
     response = api.put("/api/schedules/morning", json={"cron": "every morning"})
-    assert response.status_code == 422 and "cron" in response.json()["detail"]
+    assert response.status_code == 422
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["body", "cron"] and "cron" in problem["msg"]
     assert api.post("/api/schedules/noon/pause").status_code == 404
 
 

@@ -432,3 +432,55 @@ def test_trending_kind_editions_are_not_offered_by_email(settings, store):
     assert check_editions(settings, ["morning", "weekly"]) == ("morning", "weekly")
     with pytest.raises(InvalidPreference, match="unknown edition 'trending'"):
         check_editions(settings, ["trending"])
+
+
+# Addresses and names a spreadsheet would run as formulas, and ones that only look guarded.
+HOSTILE = [
+    ("=cmd|'/Ccalc'!A0@example.com", "=HYPERLINK(\"http://x\")"),
+    ("+1-555@example.com", "+44 20"),
+    ("-2+3@example.com", "-2+3"),
+    ("sum@example.com", "@SUM(A1)"),
+    ("'=already@example.com", "'=quoted"),
+    ("''-two@example.com", "plain"),
+]
+GUARDS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def test_every_exported_text_cell_is_guarded_and_the_export_imports_back(keyed, store, tmp_path, sqlite_store):
+    made = [subs.subscribe(keyed, store, email, name=name, confirmed=True, now=NOW)[0] for email, name in HOSTILE]
+    out = io.StringIO()
+    assert subs.export_csv(store, out) == len(HOSTILE)
+    for row in csv.reader(io.StringIO(out.getvalue())):
+        for cell in row:
+            assert not cell.startswith(GUARDS), f"live formula in the export: {cell!r}"
+    exported = {r["email"] for r in csv.DictReader(io.StringIO(out.getvalue()))}
+    assert "'=cmd|'/Ccalc'!A0@example.com" in exported
+
+    path = tmp_path / "export.csv"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    target = sqlite_store if store is not sqlite_store else None
+    if target is None:
+        for s in made:
+            subs.purge(store, s.email)
+        target = store
+    report = subs.import_csv(keyed, target, path, confirmed=True, now=NOW)
+    assert report.errors == [] and sorted(report.added) == sorted(email for email, _ in HOSTILE)
+    moved = {s.email: s.name for s in subs.iter_subscribers(target)}
+    assert moved == dict(HOSTILE)
+
+
+def test_cli_import_of_its_own_export_round_trips(cli, tmp_path):
+    for email, name in HOSTILE:
+        cli("subscribers", "add", "--name", name, "--confirmed", "--", email)
+    out = tmp_path / "out.csv"
+    cli("subscribers", "export", "--out", str(out))
+    for email, _ in HOSTILE:
+        cli("subscribers", "remove", "--purge", "--", email)
+    result = cli("subscribers", "import", str(out), "--confirmed")
+    assert f"{len(HOSTILE)} added" in result.output and "0 bad row" in result.output
+    again = tmp_path / "again.csv"
+    cli("subscribers", "export", "--out", str(again))
+    strip_dates = lambda text: [row[:7] for row in csv.reader(io.StringIO(text))]  # noqa: E731
+    assert strip_dates(again.read_text(encoding="utf-8")) == strip_dates(out.read_text(encoding="utf-8"))
+    assert all(not cell.startswith(GUARDS) for row in strip_dates(out.read_text(encoding="utf-8")) for cell in row)
+    assert "name      '=quoted" in cli("subscribers", "show", "--", "'=already@example.com").output

@@ -20,7 +20,7 @@ from distributor.runs import open_run
 from distributor.settings import Environment, Settings, WebConfig
 from distributor.store.articles import save_articles
 from distributor.store.models import DeliveryRow, SubscriberRow
-from distributor.web import public
+from distributor.web import public, ratelimits
 
 from tests.conftest import REDIS_URL, redis_or_skip
 from tests.integration.test_subscribers import confirm_token_from_outbox
@@ -32,14 +32,24 @@ def make_settings(settings: Settings, **web) -> Settings:
     return Settings(file, Environment(secret_key="web-secret", public_base_url="https://news.example"), settings.config_path)
 
 
-def make_client(settings: Settings, store, limiter=None) -> TestClient:
+class DrainingClient(TestClient):
+    """Waits after each request until the signups it queued are handled, so a test can
+    look at rows and mail at once (subscribe answers before it stores or mails)."""
+
+    def request(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        response = super().request(*args, **kwargs)
+        public.signup_queue(self.app).join()
+        return response
+
+
+def make_client(settings: Settings, store, limiter=None, host: str = "testclient") -> TestClient:
     app = FastAPI()
     app.state.settings = settings
     app.state.store = store
     if limiter is not None:
         app.state.rate_limiter = limiter
     app.include_router(public.router)
-    return TestClient(app, follow_redirects=False)
+    return DrainingClient(app, follow_redirects=False, client=(host, 50000))
 
 
 @pytest.fixture
@@ -166,7 +176,7 @@ def test_already_subscribed_address_gets_the_same_answer_and_no_change(web):
 
 def test_rate_limit_per_ip(settings, store):
     s = make_settings(settings, subscribe_per_ip=3, subscribe_per_address=100)
-    client = make_client(s, store, public.MemoryRateLimiter())
+    client = make_client(s, store, ratelimits.MemoryRateLimiter())
     for n in range(3):
         assert client.post("/subscribe", json={"email": f"r{n}@example.com"}).status_code == 200
     refused = client.post("/subscribe", json={"email": "r9@example.com"})
@@ -178,7 +188,7 @@ def test_rate_limit_per_ip(settings, store):
 
 def test_rate_limit_per_address_across_ips(settings, store):
     s = make_settings(settings, subscribe_per_ip=100, subscribe_per_address=2)
-    limiter = public.MemoryRateLimiter()
+    limiter = ratelimits.MemoryRateLimiter()
     app_clients = [make_client(s, store, limiter) for _ in range(2)]
     assert app_clients[0].post("/subscribe", json={"email": "victim@example.com"}).status_code == 200
     assert app_clients[1].post("/subscribe", json={"email": "VICTIM@example.com"}).status_code == 200
@@ -187,15 +197,54 @@ def test_rate_limit_per_address_across_ips(settings, store):
     assert app_clients[0].post("/subscribe", json={"email": "other@example.com"}).status_code == 200
 
 
-def test_memory_limiter_window_restarts_after_it_ends():
-    now = [1000.0]
-    limiter = public.MemoryRateLimiter(clock=lambda: now[0])
-    assert limiter.hit("k", 2, 60) is None and limiter.hit("k", 2, 60) is None
-    assert limiter.hit("k", 2, 60) == 60
-    now[0] += 30
-    assert limiter.hit("k", 2, 60) == 30
-    now[0] += 31
-    assert limiter.hit("k", 2, 60) is None
+def test_plus_tags_and_gmail_dots_share_one_mailbox_limit(settings, store):
+    s = make_settings(settings, subscribe_per_ip=100, subscribe_per_address=3)
+    client = make_client(s, store, ratelimits.MemoryRateLimiter())
+    variants = [f"Victim+{n}@example.com" for n in range(20)]
+    answers = [client.post("/subscribe", json={"email": address}).status_code for address in variants]
+    assert answers == [200] * 3 + [429] * 17
+    assert len(list((s.outbox_dir / "email").glob("confirm-*.eml"))) == 3
+    gmail = ["a.reader@gmail.com", "areader+x@googlemail.com", "A.R.E.A.D.E.R@Gmail.com", "areader@gmail.com"]
+    assert [client.post("/subscribe", json={"email": a}).status_code for a in gmail] == [200, 200, 200, 429]
+    # Dots count elsewhere: another provider's dotted address is another mailbox.
+    assert client.post("/subscribe", json={"email": "vic.tim@example.com"}).status_code == 200
+
+
+def test_mailbox_rules_are_configurable(settings, store):
+    s = make_settings(settings, subscribe_per_ip=100, subscribe_per_address=1, mailbox_tag_separator="", mailbox_dotless_domains=[])
+    client = make_client(s, store, ratelimits.MemoryRateLimiter())
+    for address in ("x+1@gmail.com", "x+2@gmail.com", "x.y@gmail.com", "xy@gmail.com"):
+        assert client.post("/subscribe", json={"email": address}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("hosts", "shared"),
+    [
+        (["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff:ffff:ffff:ffff"], True),
+        (["2001:db8:1:2::1", "2001:db8:1:3::1", "2001:db8:1:4::1"], False),
+        (["192.0.2.1", "::ffff:192.0.2.1", "192.0.2.1"], True),
+        (["192.0.2.1", "192.0.2.2", "192.0.2.3"], False),
+    ],
+)
+def test_per_ip_limit_counts_an_ipv6_64_as_one_client(settings, store, hosts, shared):
+    s = make_settings(settings, subscribe_per_ip=2, subscribe_per_address=100)
+    limiter = ratelimits.MemoryRateLimiter()
+    answers = [
+        make_client(s, store, limiter, host=host).post("/subscribe", json={"email": f"r{n}@example.com"}).status_code
+        for n, host in enumerate(hosts)
+    ]
+    assert answers == ([200, 200, 429] if shared else [200, 200, 200])
+
+
+def test_network_and_mailbox_keys():
+    key = ratelimits.network_key
+    assert key("2001:db8::1") == key("2001:db8::ffff") != key("2001:db8:0:1::1")
+    assert key("2001:db8::1", ipv6_prefix=128) != key("2001:db8::2", ipv6_prefix=128)
+    assert key("::ffff:198.51.100.7") == key("198.51.100.7") != key("198.51.100.8")
+    mailbox = ratelimits.mailbox
+    assert mailbox("First.Last+News@Example.org") == "first.last@example.org"
+    assert mailbox("f.i.r.s.t+a+b@googlemail.com") == mailbox("first@gmail.com") == "first@gmail.com"
+    assert mailbox("a-b@example.com", tag_separator="-") == "a@example.com"
 
 
 @pytest.fixture
@@ -204,7 +253,7 @@ def redis_limiter():
 
     redis_or_skip("Redis rate-limit test")
     prefix = f"test:{uuid.uuid4().hex}:"
-    yield public.RedisRateLimiter(REDIS_URL, prefix=prefix)
+    yield ratelimits.RedisRateLimiter(REDIS_URL, prefix=prefix)
     client = redis.Redis.from_url(REDIS_URL)
     for key in client.scan_iter(prefix + "*"):
         client.delete(key)
@@ -226,7 +275,8 @@ def test_redis_limiter_is_chosen_when_redis_url_is_set(settings, store):
     client = make_client(s, store)
     client.get("/subscribe")
     client.post("/subscribe", json={"email": "a@example.com"})
-    assert isinstance(client.app.state.rate_limiter, public.RedisRateLimiter)
+    assert isinstance(client.app.state.rate_limiter, ratelimits.RedisRateLimiter)
+    assert client.app.state.rate_limiter.hit("probe", 1, 60) is None  # it reaches Redis
     try:  # leave no counter behind in the shared Redis
         import redis
 

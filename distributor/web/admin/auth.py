@@ -10,7 +10,6 @@ is set so every web process counts together).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import secrets
 import threading
@@ -30,6 +29,7 @@ from distributor import operators
 from distributor.operators import Session
 from distributor.settings import Settings
 from distributor.web.admin.render import page
+from distributor.web.ratelimits import network_key
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin")
@@ -110,18 +110,10 @@ async def form_of(request: Request, session: Session) -> FormData:
 
 
 def client_network(request: Request) -> str:
-    """The client's network for rate limits: an IPv6 /64 (one subscriber line holds a whole
-    /64) or an IPv4 address."""
+    """The client's network for rate limits, as the public forms count it: an IPv6 /64
+    (one subscriber line holds a whole /64) or an IPv4 address."""
     host = request.client.host if request.client else "unknown"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
+    return network_key(host, ipv6_prefix=_settings(request).file.web.subscribe_ipv6_prefix)
 
 
 _LIMITER_LOCK = threading.Lock()
