@@ -10,6 +10,7 @@ from typing import Sequence
 
 from sqlalchemy import select
 
+from distributor import metrics
 from distributor.articles import Article
 from distributor.errors import FeedError
 from distributor.ingest.feeds import parse_feed
@@ -248,6 +249,7 @@ def ingest_source(
         log.warning("rejected item", extra={"source": name, "reason": reason})
     failures = _save_state(store, location, report, validators, now)
     _log_health(name, report, prior.failures, failures)
+    metrics.count(metrics.FEED_FETCHES, outcome="error" if report.error else "not_modified" if report.not_modified else "ok")
     return report
 
 

@@ -1,0 +1,66 @@
+"""GET /metrics: off by default, behind the operator token, counters that move with the
+work (read before and after, as counters are per process) and state gauges."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from distributor.ingest.pipeline import ingest_source
+from distributor.settings import MetricsConfig, PROJECT_ROOT
+from distributor.web.app import create_app
+from tests.conftest import settings_for
+from tests.fakes.webserver import serve
+
+TOKEN = "metrics-operator-token-" + "3" * 40
+SAMPLE = PROJECT_ROOT / "config" / "samples" / "newsarena.xml"
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        if match and match.group(1) == name and ",".join(sorted((match.group(2) or "").split(","))) == wanted:
+            return float(match.group(3))
+    return 0.0
+
+
+@pytest.fixture
+def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OPERATOR_TOKEN", TOKEN)
+    monkeypatch.setenv("SECRET_KEY", "metrics-secret-" + "2" * 40)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+
+    def build(enabled: bool = True):
+        return settings_for(tmp_path, metrics=MetricsConfig(enabled=enabled))
+
+    return build
+
+
+def test_metrics_are_off_by_default_and_need_the_token(make, store):
+    with serve(create_app(make(enabled=False), store)) as client:
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+    with serve(create_app(make(), store)) as client:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_feed_fetches_count_and_state_gauges_show(make, store):
+    settings = make()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with serve(create_app(settings, store)) as client:
+        before = client.get("/metrics", headers=headers).text
+        assert ingest_source(settings, store, str(SAMPLE)).ok
+        assert not ingest_source(settings, store, str(SAMPLE.parent / "missing.xml")).ok
+        after = client.get("/metrics", headers=headers).text
+    assert sample(after, "distributor_feed_fetches_total", outcome="ok") == sample(before, "distributor_feed_fetches_total", outcome="ok") + 1
+    assert sample(after, "distributor_feed_fetches_total", outcome="error") == sample(before, "distributor_feed_fetches_total", outcome="error") + 1
+    assert sample(after, "distributor_component_up", component="database") == 1.0
+    assert sample(after, "distributor_component_up", component="beat") == 0.0
+    assert "distributor_workers_seen 0.0" in after
