@@ -592,23 +592,16 @@ class TelegramConfig(_Strict):
     write_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     # Seconds to wait for the answer; a timeout here is ambiguous too.
     read_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
-    # A post claimed by a worker ("sending") longer than this is taken to be lost in a
-    # crash: it is marked unknown (maybe posted) and never resent blindly.
-    stale_claim_seconds: float = Field(default=900.0, gt=0, le=86_400)
+    # Deprecated (issue 10): a post's claim is a lease now, see [delivery] lease_seconds.
+    # Still read so old config files load; ignored, with a warning at start-up.
+    stale_claim_seconds: float | None = Field(default=None, gt=0, le=86_400)
 
     @model_validator(mode="after")
-    def _claim_outlives_a_send(self) -> "TelegramConfig":
-        longest = (
-            self.max_retry_wait_seconds
-            + self.connect_timeout_seconds
-            + self.write_timeout_seconds
-            + self.read_timeout_seconds
-        )
-        if self.stale_claim_seconds <= longest:
-            raise ValueError(
-                f"stale_claim_seconds ({self.stale_claim_seconds:g}) must exceed the longest send "
-                f"(max_retry_wait_seconds plus the timeouts: {longest:g}), or live sends "
-                "would be taken for crashed ones"
+    def _deprecated_stale_claim(self) -> "TelegramConfig":
+        if self.stale_claim_seconds is not None:
+            _log.warning(
+                "telegram.stale_claim_seconds is deprecated and ignored: a post's claim is a lease renewed "
+                "while it is sent; set [delivery] lease_seconds (default 30) instead"
             )
         return self
 

@@ -94,3 +94,6 @@ def beat_schedule(settings: Settings) -> dict:
 # The settings this process's app was made from (tasks.base reads the retry cap here).
 SETTINGS = load_settings()
 app = make_app(SETTINGS)
+
+# SIGTERM stops senders between messages (a warm shutdown loses and repeats nothing).
+from tasks import shutdown  # noqa: E402,F401 - connects the worker's signal handlers

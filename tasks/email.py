@@ -14,9 +14,15 @@ def send_batch(run_id: int, first_id: int, last_id: int) -> dict:
     """Send the queued deliveries of subscribers first_id..last_id (claimed, so never twice)."""
     from distributor import engine
     from distributor.delivery import email as email_delivery
+    from distributor.delivery import leases
 
     settings, store = context()
     counts = email_delivery.send_batch(settings, store, run_id, first_id, last_id, now=datetime.now(timezone.utc))
+    if leases.stop_requested():
+        # A warm shutdown: the rows this batch did not start are queued again in the
+        # ledger; the batch goes back to the broker for the next worker.
+        send_batch.apply_async((run_id, first_id, last_id))
+        return {"run": run_id, "batch": [first_id, last_id], "requeued": True, **dict(counts)}
     engine.finish_if_done(store, run_id)
     return {"run": run_id, "batch": [first_id, last_id], **dict(counts)}
 

@@ -19,6 +19,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import update
 
 from distributor.articles import Article
 from distributor.channels.telegram import TelegramChannel
@@ -334,10 +335,36 @@ def test_a_worker_that_died_mid_send_leaves_the_post_unknown(store, make, fake_t
         from sqlalchemy import select
 
         article_id = session.scalar(select(ArticleRow.id).where(ArticleRow.key == key))
+        # A live sender holds it: its lease runs for another minute.
         session.add(TelegramPostRow(channel="sports", chat_id=SPORTS, article_id=article_id, status="sending",
-                                    claimed_at=datetime.now(timezone.utc) - timedelta(hours=1)))
+                                    claimed_at=datetime.now(timezone.utc), claim="host:1:live",
+                                    lease_expires_at=datetime.now(timezone.utc) + timedelta(seconds=60)))
+    report = tg.post_article(settings, store, key, "sports", now=NOW, sender=sender_for(settings))
+    assert report.status == "exists" and rows(store)[("sports", key)].status == "sending"
+    assert tg.retry_deferred(settings, store, now=NOW, sender=sender_for(settings)) == []
+    assert rows(store)[("sports", key)].status == "sending"
+
+    with store.session() as session:  # it stopped renewing a second ago (killed mid-send)
+        session.execute(update(TelegramPostRow).values(lease_expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
     report = tg.post_article(settings, store, key, "sports", now=NOW, sender=sender_for(settings))
     assert report.status == "exists" and rows(store)[("sports", key)].status == "unknown"
+    assert fake_telegram.chat_calls == []
+
+
+def test_a_dead_senders_post_is_settled_unknown_by_the_retry_pass(store, make, fake_telegram):
+    settings = make()
+    [key] = save(store, article("crash-retry"))
+    with store.session() as session:
+        from distributor.store.models import ArticleRow
+        from sqlalchemy import select
+
+        article_id = session.scalar(select(ArticleRow.id).where(ArticleRow.key == key))
+        session.add(TelegramPostRow(channel="sports", chat_id=SPORTS, article_id=article_id, status="sending",
+                                    claimed_at=datetime.now(timezone.utc) - timedelta(seconds=40), claim="host:1:dead",
+                                    lease_expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    tg.retry_deferred(settings, store, now=NOW, sender=sender_for(settings))
+    row = rows(store)[("sports", key)]
+    assert (row.status, row.claim, row.lease_expires_at) == ("unknown", None, None) and "may have been posted" in row.error
     assert fake_telegram.chat_calls == []
 
 
