@@ -7,8 +7,10 @@ batch finishes the messages in flight, records every answer and releases the row
 not started, and the task queues the batch again for the next worker.
 
 The main process learns of the shutdown (worker_shutting_down) and forwards SIGTERM to
-its pool processes, which Celery otherwise leaves to finish; each pool process turns
-SIGTERM into a stop request instead of dying on it.
+its pool processes, which Celery otherwise leaves to finish their tasks. A pool process
+turns SIGTERM into a stop request instead of exiting mid-batch (billiard's own handler
+raises SystemExit wherever the process is); ours is installed before each task, since
+billiard installs its handler after the process-init signal.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 
 from celery import signals
 
@@ -25,23 +28,28 @@ log = logging.getLogger(__name__)
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler
+    # Every SIGTERM only asks: a pool process stuck for good is ended by the task time
+    # limit, or by the kernel when the main process exits (Celery's PDEATHSIG).
     leases.request_stop()
 
 
-@signals.worker_process_init.connect
-def _pool_process_started(**_: object) -> None:
-    """In each prefork pool process: SIGTERM asks the senders to stop, it does not kill."""
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+@signals.task_prerun.connect
+def _pool_process_takes_sigterm(**_: object) -> None:
+    """In a prefork pool process: SIGTERM asks the senders to stop; it does not kill."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is not _stop_on_sigterm:
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
 
 @signals.worker_shutting_down.connect
-def _worker_shutting_down(how: str = "Warm", **_: object) -> None:
+def _worker_shutting_down(**_: object) -> None:
     """In the main process: stop this process's senders (threads pool) and the pool's."""
     leases.request_stop()
     from billiard.process import active_children
 
-    for child in active_children():
+    children = [child.pid for child in active_children() if child.pid]
+    log.warning("warm shutdown: asking the senders of %d pool process(es) to stop", len(children))
+    for pid in children:
         try:
-            os.kill(child.pid, signal.SIGTERM)
-        except (ProcessLookupError, TypeError):
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
             pass  # already gone

@@ -40,7 +40,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Iterable, Iterator, Sequence
@@ -82,6 +82,9 @@ RETRY_JITTER = 0.2
 # The default of [email] delivery_deadline_hours, and the deadline assumed for a row
 # written without one.
 DELIVERY_DEADLINE = timedelta(hours=12)
+# Seconds the main thread waits for the sending threads at a time: how soon a stop
+# signal (handled in the main thread only) takes effect.
+WAKE = 0.2
 # Longest server reply kept in the ledger.
 REPLY_MAX_CHARS = 1000
 
@@ -763,8 +766,13 @@ def _send(
     ]
     try:
         with ThreadPoolExecutor(max_workers=min(cfg.connections, len(parts)), thread_name_prefix="smtp") as pool:
-            for future in as_completed([pool.submit(send_part, part) for part in parts]):
-                future.result()
+            pending = {pool.submit(send_part, part) for part in parts}
+            while pending:
+                # Wake every WAKE seconds: a signal's Python handler (SIGTERM asking the
+                # senders to stop) runs only in the main thread, and only between waits.
+                done, pending = wait(pending, timeout=WAKE, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
     finally:
         recorder.close()
 

@@ -34,7 +34,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Iterable
 
-from sqlalchemy import Table, and_, or_, update
+from sqlalchemy import Table, and_, or_, select, update
 
 from distributor.settings import Settings
 from distributor.store import Store
@@ -140,12 +140,15 @@ class Lease:
         started = time.monotonic()
         now = utcnow()
         t = self.table
+        mine = and_(t.c.claim == self.holder, t.c.status == "sending", t.c.lease_expires_at >= now)
+        if self.store.dialect == "postgresql":
+            # Rows locked right now are being recorded (settled) by this holder: skip them
+            # rather than wait, or the renewal and the recording, locking the same rows
+            # in different orders, can deadlock.
+            locked = select(t.c.id).where(mine).order_by(t.c.id).with_for_update(skip_locked=True)
+            mine = t.c.id.in_(locked.scalar_subquery())
         with self.store.session() as session:
-            count = session.execute(
-                update(t)
-                .where(t.c.claim == self.holder, t.c.status == "sending", t.c.lease_expires_at >= now)
-                .values(lease_expires_at=now + self.length)
-            ).rowcount or 0
+            count = session.execute(update(t).where(mine).values(lease_expires_at=now + self.length)).rowcount or 0
         self._renewed = started
         self.renewals += 1
         return count
