@@ -154,3 +154,33 @@ def test_send_killed_mid_fan_out_and_run_again_resumes_and_sends_nothing_twice(m
     out = world.cli("send", "morning", "--at", at)
     assert f"already done as run #{run.id} (sent); nothing sent" in out, out
     assert len(world.smtp.messages) == 1500
+
+
+def test_send_whose_terminal_closes_stops_cleanly_and_resumes_at_once(make_world):
+    """SIGHUP (the terminal closed): `send` finishes the messages on the wire, records
+    them, releases the rest and says how to resume; run again, it goes on at once (no
+    lease to wait for) and nobody gets two."""
+    world = make_world()
+    now = datetime.now(UTC)
+    local = now.astimezone(SITE_TZ).replace(hour=7, minute=0, second=0, microsecond=0)
+    slot = local if local <= now else local - timedelta(days=1)
+    add_articles(world.store, slot.astimezone(UTC) - timedelta(minutes=30))
+    emails = add_subscribers(world.store, 600)
+    at = now.isoformat(timespec="seconds")
+
+    world.smtp.hold_after(150)
+    procs = world.procs()
+    sender = procs.start("send", "morning", "--at", at, name="send")
+    world.wait(lambda: world.ledger().get("sent", 0) == 150 and world.smtp.held > 0, "150 sent and recorded, the rest held")
+    run = only_run(world)
+    os.kill(sender.pid, signal.SIGHUP)
+    time.sleep(0.5)  # the stop is taken while the replies are held
+    world.smtp.release()
+    assert sender.wait(timeout=60) == 1, world.describe()
+    assert "run `distributor send morning` with the same --at to resume run #1" in procs.output(), world.describe()
+    stopped = world.ledger(run.id)
+    assert stopped.get("sending", 0) == 0 and stopped["sent"] == len(world.smtp.messages) > 150, world.describe()
+
+    out = world.cli("send", "morning", "--at", at)
+    assert f"resumed run #{run.id}" in out and f"found sent {stopped['sent']}, queued {stopped['queued']}," in out, out
+    world.assert_each_got(emails, 1)
