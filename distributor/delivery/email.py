@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Iterable, Iterator, Sequence
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -125,7 +125,7 @@ class BatchReport(_Counts):
     failed: int = 0
     suppressed: int = 0
     bounced: int = 0  # subscribers marked bounced by this batch
-    released: int = 0  # claimed but not started when asked to stop: back to queued
+    released: int = 0  # claimed but not started when asked to stop: back to queued (or deferred)
 
     def add(self, other: "BatchReport") -> None:
         for name in self:
@@ -619,8 +619,11 @@ def _send_claimed(
         # Asked to stop, or our lease in doubt: what never reached the channel goes back.
         unstarted = [j.delivery_id for j in sendable if not j.started and j.result is None]
         if unstarted:
+            # Back to what they were: queued, or deferred and due (the retry pass's rows,
+            # which it alone looks for).
+            was = case((_D.c.next_attempt_at.is_(None), "queued"), else_="deferred")
             report.released = leases.release(
-                store, _D, token, unstarted, status="queued", attempts=_D.c.attempts - 1, updated_at=utcnow()
+                store, _D, token, unstarted, status=was, attempts=_D.c.attempts - 1, updated_at=utcnow()
             )
             log.warning("email batch stopped early; rows released", extra={"run": run_id, "released": report.released})
 

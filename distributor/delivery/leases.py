@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Callable, Iterable
 
 from sqlalchemy import Table, and_, or_, select, update
 
@@ -107,17 +107,20 @@ class Lease:
     exit. The claim itself is the caller's UPDATE (with `claim_values`), made just before.
     """
 
-    def __init__(self, store: Store, table: Table, holder: str, length: timedelta) -> None:
+    def __init__(
+        self, store: Store, table: Table, holder: str, length: timedelta, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.store, self.table, self.holder, self.length = store, table, holder, length
         self.interval = length.total_seconds() / HEARTBEATS
+        self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # Monotonic time of the last claim or renewal known to have been written.
-        self._renewed = time.monotonic()
+        # Clock time of the last claim or renewal known to have been written.
+        self._renewed = clock()
         self.renewals = 0
 
     def __enter__(self) -> "Lease":
-        self._renewed = time.monotonic()
+        self._renewed = self._clock()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{self.table.name}", daemon=True)
         self._thread.start()
         return self
@@ -130,14 +133,14 @@ class Lease:
     def held(self) -> bool:
         """May this holder still start a message? Not once two heartbeats have failed:
         the lease may lapse before the message is answered and another take the row."""
-        return time.monotonic() - self._renewed < self.length.total_seconds() - self.interval
+        return self._clock() - self._renewed < self.length.total_seconds() - self.interval
 
     def renew(self) -> int:
         """Extend the lease of every row this holder still holds; returns how many.
 
         A lease already expired is not extended: its rows may have been taken over.
         """
-        started = time.monotonic()
+        started = self._clock()
         now = utcnow()
         t = self.table
         mine = and_(t.c.claim == self.holder, t.c.status == "sending", t.c.lease_expires_at >= now)

@@ -188,3 +188,51 @@ def test_a_resumed_dispatch_waits_for_a_dead_holders_lease_then_sends_its_rows(s
     assert (report.sent, report.sending) == (5, 0)
     assert waits and all(0 < w <= 1.0 for w in waits)  # at most one heartbeat (3 s / 3) at a time
     assert_each_once(smtp_server, emails)
+
+
+def test_a_holder_whose_renewals_fail_stops_starting_messages(lease_settings, store):
+    """Two heartbeats without a successful renewal: the lease may lapse before a message
+    is answered, so the holder starts no more (another may take the rows)."""
+    add_articles(store, SLOT)
+    add_subscribers(lease_settings, store, 2)
+    run = open_run(lease_settings, store)
+    dispatch.create_deliveries(lease_settings, store, run.id, now=NOW)
+    hold(store, run.id, "me", wall() + timedelta(seconds=3))
+    clock = [100.0]
+    lease = leases.Lease(store, _D, "me", timedelta(seconds=3), clock=lambda: clock[0])
+
+    clock[0] = 101.9
+    assert lease.held()
+    clock[0] = 102.0  # a 3 s lease, renewed every 1 s: two renewals missed
+    assert not lease.held()
+    assert lease.renew() == 2
+    assert lease.held()
+
+
+def test_a_stopped_retry_pass_gives_deferred_rows_back_as_deferred(smtp_settings, store, smtp_server):
+    """The retry pass looks only for deferred rows: what it releases must stay deferred
+    (and due), or no one would look at it again."""
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 20)
+    run = open_run(smtp_settings, store)
+    dispatch.create_deliveries(smtp_settings, store, run.id, now=NOW)
+    with store.session() as session:
+        session.execute(update(DeliveryRow).values(status="deferred", next_attempt_at=NOW, attempts=1))
+    smtp_server.hold_after(3)
+
+    with ThreadPoolExecutor(1) as pool:
+        retry = pool.submit(dispatch.retry_deferred, smtp_settings, store, NOW)
+        try:
+            wait_for(lambda: smtp_server.held == 1, timeout=60, what="the 4th message waiting for its reply")
+            leases.request_stop()
+        finally:
+            smtp_server.release()
+        report = retry.result()
+
+    assert (report.sent, report.released) == (4, 16)
+    rows = [r for r in ledger(store, run.id).values() if r.status != "sent"]
+    assert {(r.status, r.next_attempt_at, r.attempts, r.claim) for r in rows} == {("deferred", NOW, 1, None)}
+
+    leases.clear_stop()
+    assert dispatch.retry_deferred(smtp_settings, store, NOW).sent == 16
+    assert_each_once(smtp_server, emails)
