@@ -17,7 +17,11 @@ def send_batch(run_id: int, first_id: int, last_id: int) -> dict:
     from distributor.delivery import leases
 
     settings, store = context()
-    counts = email_delivery.send_batch(settings, store, run_id, first_id, last_id, now=datetime.now(timezone.utc))
+    # Redelivered after its worker died (acks_late, reject_on_worker_lost), the batch finds
+    # its rows leased to the dead process: it waits out that lease once and sends them.
+    counts = email_delivery.send_batch(
+        settings, store, run_id, first_id, last_id, now=datetime.now(timezone.utc), wait_for_leases=True
+    )
     if leases.stop_requested():
         # A warm shutdown: the rows this batch did not start are queued again in the
         # ledger; the batch goes back to the broker for the next worker.

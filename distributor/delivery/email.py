@@ -555,6 +555,8 @@ def send_batch(
     *,
     now: datetime | None = None,
     channel: MailChannel | None = None,
+    wait_for_leases: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> BatchReport:
     """Send the sendable deliveries of subscribers first_id..last_id of a run, once.
 
@@ -562,7 +564,34 @@ def send_batch(
     claimed, so the same batch run twice, or by two workers at once, sends each message
     once. Asked to stop (leases.request_stop), it finishes the messages in flight and
     releases the rows it has not started (`report.released`).
+
+    With `wait_for_leases` (a batch task, perhaps redelivered because the process that
+    ran it died), rows of the range that another holder still leases are waited for
+    once, at most one lease: a dead holder's are then taken over and sent here; a live
+    holder has renewed meanwhile and keeps them.
     """
+    report = _send_batch_once(settings, store, run_id, first_id, last_id, now=now, channel=channel)
+    if not wait_for_leases or leases.stop_requested():
+        return report
+    expiry = _earliest_live_lease(store, run_id, first_id, last_id)
+    if expiry is None:
+        return report
+    length = leases.lease_length(settings)
+    sleep(min(max((expiry - utcnow()).total_seconds() + 0.1, 0.0), length.total_seconds() + 0.1))
+    report.add(_send_batch_once(settings, store, run_id, first_id, last_id, now=now, channel=channel))
+    return report
+
+
+def _send_batch_once(
+    settings: Settings,
+    store: Store,
+    run_id: int,
+    first_id: int,
+    last_id: int,
+    *,
+    now: datetime | None,
+    channel: MailChannel | None,
+) -> BatchReport:
     now = now or utcnow()
     report = BatchReport()
     if leases.stop_requested():
@@ -828,12 +857,13 @@ def dispatch_run(
     )
 
 
-def _earliest_live_lease(store: Store, run_id: int) -> datetime | None:
-    """When the first lease still held on this run's rows ends (None: no row is held)."""
+def _earliest_live_lease(store: Store, run_id: int, first_id: int | None = None, last_id: int | None = None) -> datetime | None:
+    """When the first lease on this run's rows (or one range of them) ends (None: no row is held)."""
+    where = [_D.c.run_id == run_id, _D.c.status == "sending"]
+    if first_id is not None and last_id is not None:
+        where.append(_D.c.subscriber_id.between(first_id, last_id))
     with store.session() as session:
-        return session.scalar(
-            select(func.min(_D.c.lease_expires_at)).where(_D.c.run_id == run_id, _D.c.status == "sending")
-        )
+        return session.scalar(select(func.min(_D.c.lease_expires_at)).where(*where))
 
 
 def retry_deferred(

@@ -184,3 +184,35 @@ def test_send_whose_terminal_closes_stops_cleanly_and_resumes_at_once(make_world
     out = world.cli("send", "morning", "--at", at)
     assert f"resumed run #{run.id}" in out and f"found sent {stopped['sent']}, queued {stopped['queued']}," in out, out
     world.assert_each_got(emails, 1)
+
+
+def test_a_pool_process_sigkilled_mid_batch_is_taken_over_by_its_redelivered_task(make_world):
+    """The OOM killer's case: SIGKILL to the pool processes only. The main process lives
+    on, so Celery gives the batch back at once (reject_on_worker_lost) and a new pool
+    process runs it: it finds its rows leased to the dead process, waits that lease out
+    (5 s) and sends them. No beat runs: the redelivery alone finishes the run."""
+    world = make_world(database="postgres")
+    add_articles(world.store, datetime.now(UTC) - timedelta(minutes=30))
+    emails = add_subscribers(world.store, 600)
+    procs = world.procs()
+    worker = procs.worker()
+
+    world.smtp.hold_after(150)
+    world.cli("schedule", "run-now", "morning")
+    world.wait(lambda: len(world.runs()) == 1, "the run-now run to open")
+    run = only_run(world)
+    world.wait(lambda: world.ledger(run.id).get("sent", 0) == 150 and world.smtp.held > 0, "150 sent and recorded, the rest held")
+
+    children = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, check=True).stdout.split()
+    assert children, world.describe()
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
+    world.wait(lambda: world.smtp.held == 0, "the server to see the killed pool process's connections close")
+    world.smtp.release()
+    killed = time.monotonic()
+
+    world.wait(lambda: settled(world, run.id, 600), "the redelivered batch to send the rest")
+    print(f"\npool process SIGKILLed at 150 of 600: settled {time.monotonic() - killed:.1f} s later by the redelivered task")
+    assert worker.poll() is None, world.describe()
+    duplicates, missing = duplicates_and_missing(world, emails)
+    assert not missing and duplicates <= OPEN_CONNECTIONS, world.describe()

@@ -236,3 +236,37 @@ def test_a_stopped_retry_pass_gives_deferred_rows_back_as_deferred(smtp_settings
     leases.clear_stop()
     assert dispatch.retry_deferred(smtp_settings, store, NOW).sent == 16
     assert_each_once(smtp_server, emails)
+
+
+def test_a_redelivered_batch_waits_out_a_dead_holders_lease_once_and_sends_its_rows(smtp_settings, store, smtp_server):
+    add_articles(store, SLOT)
+    emails = add_subscribers(smtp_settings, store, 6)
+    run = open_run(smtp_settings, store)
+    [(first, last)] = dispatch.create_deliveries(smtp_settings, store, run.id, now=NOW)
+    hold(store, run.id, "killed-child:7:x", wall() + timedelta(seconds=1))
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        import time
+
+        time.sleep(seconds)
+
+    report = dispatch.send_batch(smtp_settings, store, run.id, first, last, now=NOW, wait_for_leases=True, sleep=sleep)
+    assert (report.claimed, report.sent) == (6, 6) and len(waits) == 1 and 0 < waits[0] <= 3.1
+    assert_each_once(smtp_server, emails)
+
+
+def test_a_redelivered_batch_leaves_a_live_holders_rows_alone(lease_settings, store):
+    add_articles(store, SLOT)
+    add_subscribers(lease_settings, store, 3)
+    run = open_run(lease_settings, store)
+    [(first, last)] = dispatch.create_deliveries(lease_settings, store, run.id, now=NOW)
+    hold(store, run.id, "live:1:x", wall() + timedelta(seconds=2))
+
+    def renewing_sleep(seconds: float) -> None:  # the live holder renews while we wait
+        leases.Lease(store, _D, "live:1:x", timedelta(seconds=60)).renew()
+
+    report = dispatch.send_batch(lease_settings, store, run.id, first, last, now=NOW, wait_for_leases=True, sleep=renewing_sleep)
+    assert report.claimed == 0
+    assert {(r.status, r.claim) for r in ledger(store, run.id).values()} == {("sending", "live:1:x")}
