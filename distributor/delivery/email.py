@@ -845,8 +845,8 @@ def dispatch_run(
         if expiry is None:
             break
         # Until the earliest lease could have lapsed, checking at least every heartbeat.
-        wait = (expiry - utcnow()).total_seconds() + 0.1
-        sleep(min(max(wait, 0.1), leases.lease_length(settings).total_seconds() / leases.HEARTBEATS))
+        until_lapse = (expiry - utcnow()).total_seconds() + 0.1
+        sleep(min(max(until_lapse, 0.1), leases.lease_length(settings).total_seconds() / leases.HEARTBEATS))
         for first_id, last_id in batch_ranges(store, run_id, batch_size, now=now or utcnow(), retries_only=True):
             send_batch(settings, store, run_id, first_id, last_id, now=now or utcnow(), channel=channel)
     counts = delivery_counts(store, run_id)

@@ -9,8 +9,8 @@ go out. The row then ends as:
     sent      the message ids are recorded (every part of a split digest, in order)
     unknown   the request may have reached Telegram but no answer came (a timeout after
               sending, or a worker that died mid-send: its lease expired): never resent
-              blindly; an operator
-              checks the channel and can force a resend (`channels post --again`)
+              blindly; an operator checks the channel and can force a resend
+              (`channels post --again`)
     failed    Telegram refused it for good (the channel is paused when the chat itself
               is closed to the bot)
     pending   not sent yet, or deferred (flood wait too long, a temporary failure) until
@@ -380,6 +380,10 @@ def _send_calls_held(settings: Settings, store: Store, sender: Sender, channel: 
     state = channel_state(settings, store, channel)
     done = _Send("sent", list(start_ids), state.chat_id)
     for call in calls[len(done.ids):]:
+        if leases.stop_requested():
+            # A warm shutdown: the parts posted are recorded; the retry pass posts the
+            # rest from here (start_ids), so nothing is repeated or lost.
+            return replace(done, status="pending", note=f"stopped before part {call.part}/{call.parts}: resumes there")
         result, done.chat_id = deliver(settings, store, sender, channel, done.chat_id, call)
         if result.outcome == "formatting":
             log.error(

@@ -522,6 +522,41 @@ def test_digest_interrupted_mid_way_resumes_at_the_next_part(store, make, fake_t
     assert rows(store)[("main", f"run {run.id}")].message_ids == [c.message_id for c in delivered]
 
 
+def test_a_digest_stopped_by_a_warm_shutdown_resumes_at_the_next_part(store, make, fake_telegram):
+    """SIGTERM between parts: the parts posted are recorded, the post waits pending (not
+    leased), and the retry pass posts the rest; each part once."""
+    from distributor.delivery import leases
+
+    settings = make()
+    sender = sender_for(settings)
+    sections = ["nation", "states", "politics", "economy"]
+    save(store, *[article(f"w{i:02d}", section=sections[i % 4], minutes_ago=10 + i, title=f"{i:02d} " + "लंबा शीर्षक " * 40)
+                  for i in range(30)])
+    run, _ = open_slot(settings, store, "morning", NOW)
+    prepare_run(settings, store, run.id)
+    real_call = sender.transport.call
+
+    def call_then_stop(chat_id, call):  # the stop arrives while part 1 is on its way
+        result = real_call(chat_id, call)
+        leases.request_stop()
+        return result
+
+    sender.transport.call = call_then_stop
+    try:
+        [first] = tg.post_run(settings, store, run.id, now=NOW, sender=sender)
+    finally:
+        leases.clear_stop()
+        sender.transport.call = real_call
+    row = rows(store)[("main", f"run {run.id}")]
+    assert first.status == "deferred" and "stopped before part 2/" in first.note
+    assert (row.status, len(row.message_ids), row.claim, row.lease_expires_at) == ("pending", 1, None, None)
+
+    [again] = tg.retry_deferred(settings, store, now=NOW, sender=sender)
+    calls = fake_telegram.calls_to("sendMessage", MAIN)
+    assert again.status == "sent" and len(calls) >= 2 and all(c.status == 200 for c in calls)
+    assert rows(store)[("main", f"run {run.id}")].message_ids == [c.message_id for c in calls]
+
+
 def test_preview_calls_list_each_digest_call_with_its_chat(store, make):
     settings = make()
     save(store, *[article(f"v{i}", section="nation") for i in range(4)])
