@@ -410,8 +410,8 @@ class EmailConfig(_Strict):
     delivery_deadline_hours: int = Field(default=12, ge=1, le=7 * 24)
     # --- dispatch throughput ---
     # Deliveries per batch (one task, one claim, one subscriber-id range). Large enough
-    # to amortise the claim and ledger round trips, small enough to finish well inside
-    # claim_timeout_seconds at a slow relay.
+    # to amortise the claim and ledger round trips; a batch's length no longer matters to
+    # recovery (its lease is renewed while it runs, see [delivery] lease_seconds).
     batch_size: int = Field(default=1000, ge=10, le=50_000)
     # SMTP connections one batch uses at once (each in its own thread).
     connections: int = Field(default=4, ge=1, le=32)
