@@ -22,9 +22,10 @@ def send_batch(run_id: int, first_id: int, last_id: int) -> dict:
     counts = email_delivery.send_batch(
         settings, store, run_id, first_id, last_id, now=datetime.now(timezone.utc), wait_for_leases=True
     )
-    if leases.stop_requested():
-        # A warm shutdown: the rows this batch did not start are queued again in the
-        # ledger; the batch goes back to the broker for the next worker.
+    if leases.stop_requested() or counts.released:
+        # A warm shutdown (or a lease this process could not renew): the rows the batch
+        # did not start are queued again in the ledger, and the batch goes back to the
+        # broker for the next worker.
         send_batch.apply_async((run_id, first_id, last_id))
         return {"run": run_id, "batch": [first_id, last_id], "requeued": True, **dict(counts)}
     engine.finish_if_done(store, run_id)
