@@ -127,8 +127,8 @@ def stale_runs(settings: Settings, store: Store, now: datetime) -> list[int]:
     """
     from sqlalchemy import and_, exists, func, not_, or_, update
 
-    from distributor.delivery.email import claim_timeout
-    from distributor.store.models import DeliveryRow, TelegramPostRow
+    from distributor.delivery import leases
+    from distributor.store.models import DeliveryRow, TelegramPostRow, utcnow
 
     scheduler = settings.file.scheduler
     stall_cutoff = now - timedelta(seconds=scheduler.stall_seconds)
@@ -144,18 +144,11 @@ def stale_runs(settings: Settings, store: Store, now: datetime) -> list[int]:
         TelegramPostRow.status == "pending",
         or_(TelegramPostRow.next_attempt_at.is_(None), TelegramPostRow.next_attempt_at <= now),
     )
-    # Claims that a sender still holds. (Claims become leases with issue 10 item 2; this
-    # is the one place the tick reads them.)
-    live_email = exists().where(
-        DeliveryRow.run_id == EditionRunRow.id,
-        DeliveryRow.status == "sending",
-        DeliveryRow.updated_at >= now - claim_timeout(settings),
-    )
-    live_post = exists().where(
-        TelegramPostRow.run_id == EditionRunRow.id,
-        TelegramPostRow.status == "sending",
-        TelegramPostRow.claimed_at >= now - timedelta(seconds=settings.file.telegram.stale_claim_seconds),
-    )
+    # Rows a live sender holds by an unexpired lease (delivery/leases.py). Leases run on
+    # the wall clock, not the tick's `now`, like every lease check.
+    wall = utcnow()
+    live_email = exists().where(DeliveryRow.run_id == EditionRunRow.id, leases.live(DeliveryRow.__table__, wall))
+    live_post = exists().where(TelegramPostRow.run_id == EditionRunRow.id, leases.live(TelegramPostRow.__table__, wall))
     stalled = and_(
         prepared,
         func.coalesce(EditionRunRow.progress_at, EditionRunRow.created_at) < stall_cutoff,

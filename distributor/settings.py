@@ -12,6 +12,7 @@ and the reason instead of being silently ignored.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -35,6 +36,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from distributor.errors import ConfigError
+
+_log = logging.getLogger("distributor.settings")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_NAME = Path("config") / "distributor.toml"
@@ -404,10 +407,9 @@ class EmailConfig(_Strict):
     dkim_domain: str = ""
     dkim_private_key_file: str = ""
     # --- issue 5 (engine): dispatch timing ---
-    # Seconds a delivery may stay claimed ("sending") before it counts as abandoned by a
-    # crashed worker and may be claimed and sent again. Must exceed the longest batch
-    # (1,000 messages at a slow relay's 5/s is 200 s), or a live batch is sent twice.
-    claim_timeout_seconds: int = Field(default=900, ge=1, le=24 * 3600)
+    # Deprecated (issue 10): claims are leases now, see [delivery] lease_seconds. Still
+    # read so old config files load; ignored, with a warning at start-up.
+    claim_timeout_seconds: int | None = Field(default=None, ge=1, le=24 * 3600)
     # A deferred delivery's first retry waits this long; each further failure doubles
     # the wait, up to retry_max_seconds (and never past the delivery's deadline).
     retry_first_seconds: int = Field(default=300, ge=1, le=24 * 3600)
@@ -417,14 +419,23 @@ class EmailConfig(_Strict):
     delivery_deadline_hours: int = Field(default=12, ge=1, le=7 * 24)
     # --- dispatch throughput ---
     # Deliveries per batch (one task, one claim, one subscriber-id range). Large enough
-    # to amortise the claim and ledger round trips, small enough to finish well inside
-    # claim_timeout_seconds at a slow relay.
+    # to amortise the claim and ledger round trips; a batch's length no longer matters to
+    # recovery (its lease is renewed while it runs, see [delivery] lease_seconds).
     batch_size: int = Field(default=1000, ge=10, le=50_000)
     # SMTP connections one batch uses at once (each in its own thread).
     connections: int = Field(default=4, ge=1, le=32)
     # Most messages over one connection before it is closed and a new one opened (many
     # relays cap messages per session).
     messages_per_connection: int = Field(default=250, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _deprecated_claim_timeout(self) -> "EmailConfig":
+        if self.claim_timeout_seconds is not None:
+            _log.warning(
+                "email.claim_timeout_seconds is deprecated and ignored: claims are leases renewed while "
+                "a sender works; set [delivery] lease_seconds (default 30) instead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _retry_order(self) -> "EmailConfig":
@@ -506,6 +517,17 @@ class EmailConfig(_Strict):
     @property
     def dkim_enabled(self) -> bool:
         return bool(self.dkim_selector)
+
+
+class DeliveryConfig(_Strict):
+    """What every channel kind's ledger shares: leases on claimed rows. (Issue 10.)"""
+
+    # Seconds a sender's claim on ledger rows (emails, Telegram posts) lasts without
+    # renewal. A live sender renews it every lease_seconds / 3; a sender that died
+    # (SIGKILL, lost machine) stops renewing, and its rows are taken over (email) or
+    # marked unknown (Telegram) once this has passed. Short means quick recovery; long
+    # means a sender survives longer database stalls without losing its rows.
+    lease_seconds: int = Field(default=30, ge=3, le=3600)
 
 
 class WebConfig(_Strict):
@@ -624,23 +646,16 @@ class TelegramConfig(_Strict):
     write_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     # Seconds to wait for the answer; a timeout here is ambiguous too.
     read_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
-    # A post claimed by a worker ("sending") longer than this is taken to be lost in a
-    # crash: it is marked unknown (maybe posted) and never resent blindly.
-    stale_claim_seconds: float = Field(default=900.0, gt=0, le=86_400)
+    # Deprecated (issue 10): a post's claim is a lease now, see [delivery] lease_seconds.
+    # Still read so old config files load; ignored, with a warning at start-up.
+    stale_claim_seconds: float | None = Field(default=None, gt=0, le=86_400)
 
     @model_validator(mode="after")
-    def _claim_outlives_a_send(self) -> "TelegramConfig":
-        longest = (
-            self.max_retry_wait_seconds
-            + self.connect_timeout_seconds
-            + self.write_timeout_seconds
-            + self.read_timeout_seconds
-        )
-        if self.stale_claim_seconds <= longest:
-            raise ValueError(
-                f"stale_claim_seconds ({self.stale_claim_seconds:g}) must exceed the longest send "
-                f"(max_retry_wait_seconds plus the timeouts: {longest:g}), or live sends "
-                "would be taken for crashed ones"
+    def _deprecated_stale_claim(self) -> "TelegramConfig":
+        if self.stale_claim_seconds is not None:
+            _log.warning(
+                "telegram.stale_claim_seconds is deprecated and ignored: a post's claim is a lease renewed "
+                "while it is sent; set [delivery] lease_seconds (default 30) instead"
             )
         return self
 
@@ -748,6 +763,7 @@ class FileConfig(_Strict):
     channels: dict[Slug, ChannelConfig] = {}
     telegram: TelegramConfig = TelegramConfig()
     email: EmailConfig = EmailConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
     web: WebConfig = WebConfig()
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -124,3 +124,7 @@ def _check_worker(**_: object) -> None:
 @signals.beat_init.connect
 def _check_beat(**_: object) -> None:
     _refuse_unsafe_start("celery beat")
+
+
+# SIGTERM stops senders between messages (a warm shutdown loses and repeats nothing).
+from tasks import shutdown  # noqa: E402,F401 - connects the worker's signal handlers

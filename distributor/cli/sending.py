@@ -3,15 +3,19 @@
 preview renders one edition's issue exactly as a subscriber would get it and writes the
 files; it sends nothing and never touches the ledger. send opens the run of one slot and
 dispatches it here and now; the run is unique per (edition, slot), so sending the same
-slot again sends nothing unless --force asks for a further run.
+slot again sends nothing unless --force asks for a further run, and continues a run that
+was interrupted (the ledger says what is left).
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -124,10 +128,14 @@ def send(
     The slot is the edition's latest scheduled time at or before --at (its live
     schedule, as `schedule list` shows it), so `send morning` at 10:00 sends the 07:00
     issue, with the same window the scheduler would have used. A slot is sent once: a
-    second `send` of the same slot prints what the first did and sends nothing.
+    second `send` of a finished slot prints what the first did and sends nothing; of an
+    unfinished one (the first was killed, or is still running elsewhere) it resumes the
+    run: queued deliveries at once, those a dead sender held once its lease expires,
+    none twice. SIGTERM, SIGHUP or Ctrl-C stops it cleanly between messages.
     """
     from distributor import engine, schedules
     from distributor.channels.mail import outbox_email_dir
+    from distributor.delivery import leases
     from distributor.delivery.email import dispatch_run
     from distributor.delivery.telegram import post_run
     from distributor.runs import delivery_counts, get_run
@@ -143,7 +151,8 @@ def send(
     when = f"{slot.astimezone(s.tz):%Y-%m-%d %H:%M %Z}"
 
     run, created = engine.open_slot(s, store, edition, slot, force=force)
-    if not created:
+    resumed = not created and run.status in UNFINISHED
+    if not created and not resumed:
         counts = delivery_counts(store, run.id)
         if as_json:
             typer.echo(json.dumps({"run": run.id, "edition": edition, "slot": slot.isoformat(), "status": run.status, "sent_now": False, **counts}))
@@ -158,20 +167,34 @@ def send(
             return
         typer.echo(f"{edition} {when}: run #{run.id} not sent: {prepared.reason}")
         return
+    before = delivery_counts(store, run.id)
     engine.mark_sending(store, run.id)
-    report = dispatch_run(s, store, run.id)
-    posts = post_run(s, store, run.id)
+    with _stop_on_signals():
+        report = dispatch_run(s, store, run.id, take_over=resumed)
+        posts = [] if leases.stop_requested() else post_run(s, store, run.id)
     engine.finish_if_done(store, run.id)
     status = get_run(store, run.id).status
+    stopped = leases.stop_requested()
     if as_json:
         typer.echo(
             json.dumps(
-                {"run": run.id, "edition": edition, "slot": slot.isoformat(), "status": status, "sent_now": True, **dict(report),
+                {"run": run.id, "edition": edition, "slot": slot.isoformat(), "status": status, "sent_now": True,
+                 "resumed": resumed, "stopped": stopped, **({"before": before} if resumed else {}), **dict(report),
                  "telegram": [p.line() for p in posts]}
             )
         )
+        if stopped:
+            raise typer.Exit(1)
         return
-    typer.echo(f"{edition} {when}: run #{run.id} ({len(prepared.run.article_keys)} article(s)), {status}")
+    if resumed:
+        held = before.get("sending", 0)
+        typer.echo(
+            f"{edition} {when}: resumed run #{run.id} ({len(prepared.run.article_keys)} article(s)): "
+            f"found sent {before['sent']}, queued {before['queued']}, deferred {before['deferred']}, "
+            f"failed {before['failed']}, suppressed {before['suppressed']}, held by another sender {held}; now {status}"
+        )
+    else:
+        typer.echo(f"{edition} {when}: run #{run.id} ({len(prepared.run.article_keys)} article(s)), {status}")
     typer.echo(
         f"email: queued {report.queued}, sent {report.sent}, deferred {report.deferred}, "
         f"failed {report.failed}, suppressed {report.suppressed}"
@@ -182,3 +205,37 @@ def send(
         typer.echo(f"outbox (no SMTP_URL): {outbox_email_dir(s).resolve()}")
     if report.deferred:
         typer.echo("deferred deliveries are retried with backoff by the worker (tasks.email.retry_deferred) until their deadline")
+    if stopped:
+        typer.echo(f"stopped before the end: run `distributor send {edition}` with the same --at to resume run #{run.id}", err=True)
+        raise typer.Exit(1)
+
+
+# Run statuses a second `send` continues rather than reports.
+UNFINISHED = ("building", "ready", "sending")
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM, SIGHUP (the terminal closed) and SIGINT stop the sending between messages:
+    answers are recorded and unstarted rows released, so `send` can resume. A second
+    signal acts as it normally would."""
+    from distributor.delivery import leases
+
+    caught = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in caught}
+
+    def stop(signum: int, frame: object) -> None:  # noqa: ARG001 - a signal handler
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        leases.request_stop()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread (e.g. a test runner's worker thread)
+        return
+    for sig in caught:
+        signal.signal(sig, stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

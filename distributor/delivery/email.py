@@ -8,11 +8,14 @@ The stages, each safe to run twice:
    constraint and INSERT ... ON CONFLICT DO NOTHING make a second call add nothing. It
    returns the batches: subscriber-id ranges of at most `batch_size` deliveries.
 2. `send_batch` CLAIMS the sendable rows of one range in a single UPDATE (status
-   `sending`, a fresh claim token, the claim time), then sends only what it claimed. Two
-   workers given the same range never both send a row: the database lets one UPDATE win
-   each row. A claim older than `[email] claim_timeout_seconds` is taken to be a crashed
-   worker's and may be claimed again (the one case that can duplicate a message: the
-   crash fell between the server's "250" and our ledger write).
+   `sending`, a fresh holder id, a lease: see leases.py), then sends only what it
+   claimed, renewing the lease while it works. Two workers given the same range never
+   both send a row: the database lets one UPDATE win each row. A lease not renewed for
+   `[delivery] lease_seconds` belongs to a dead sender and its rows may be claimed again
+   (the one case that can duplicate a message: the death fell between the server's
+   "250" and our ledger write, at most one message per open connection). Asked to stop
+   (SIGTERM), a batch finishes the messages in flight, records them and releases the
+   rows it has not started.
 3. Each claimed row is rendered through its variant (rendered and CSS-inlined once per
    process and variant, then filled per recipient cheaply), sent through the mail
    channel over a few connections in parallel, and its outcome written back as soon as
@@ -21,8 +24,8 @@ The stages, each safe to run twice:
    after a backoff with jitter, until the deadline;
    failed with the server's reply. A 5.1.x refusal (the address does not exist) also
    marks the subscriber bounced, so later runs skip them.
-4. `retry_deferred` re-sends deferred rows whose time has come, and rows a crashed
-   worker left claimed.
+4. `retry_deferred` re-sends deferred rows whose time has come, and rows a dead
+   sender's expired lease left claimed.
 
 Run status belongs to the engine (engine.mark_sending / finish_if_done); this module
 only reads the run and writes deliveries and bounced subscribers.
@@ -35,20 +38,20 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Iterable, Iterator, Sequence
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from distributor.channels.mail import Envelope, MailChannel, SendResult, mail_channel
 from distributor.channels.smtp import is_bad_address
+from distributor.delivery import leases
 from distributor.editions import Edition
 from distributor.runs import RunInfo, delivery_counts, get_run, note_progress
 from distributor.settings import Settings
@@ -80,10 +83,9 @@ RETRY_JITTER = 0.2
 # The default of [email] delivery_deadline_hours, and the deadline assumed for a row
 # written without one.
 DELIVERY_DEADLINE = timedelta(hours=12)
-# The default of [email] claim_timeout_seconds (the settings pass theirs): a row claimed
-# (status "sending") for longer than this is taken to be a crashed worker's and may be
-# claimed again. Must exceed the longest batch.
-CLAIM_TIMEOUT = timedelta(minutes=15)
+# Seconds the main thread waits for the sending threads at a time: how soon a stop
+# signal (handled in the main thread only) takes effect.
+WAKE = 0.2
 # Longest server reply kept in the ledger.
 REPLY_MAX_CHARS = 1000
 
@@ -130,6 +132,7 @@ class BatchReport(_Counts):
     failed: int = 0
     suppressed: int = 0
     bounced: int = 0  # subscribers marked bounced by this batch
+    released: int = 0  # claimed but not started when asked to stop: back to queued (or deferred)
 
     def add(self, other: "BatchReport") -> None:
         for name in self:
@@ -325,16 +328,12 @@ def _count(store: Store, run_id: int) -> int:
         return session.scalar(select(func.count()).select_from(_D).where(_D.c.run_id == run_id)) or 0
 
 
-def claim_timeout(settings: Settings) -> timedelta:
-    """How long a claim lasts before it counts as a crashed worker's ([email] claim_timeout_seconds)."""
-    return timedelta(seconds=settings.file.email.claim_timeout_seconds)
-
-
-def _sendable(now: datetime, timeout: timedelta, *, include_queued: bool = True):  # noqa: ANN202 - a SQL condition
-    """Rows a worker may claim at `now`: queued, deferred and due, or claims older than `timeout`."""
+def _sendable(now: datetime, *, include_queued: bool = True):  # noqa: ANN202 - a SQL condition
+    """Rows a sender may claim: queued, deferred and due at `now`, or held by a dead
+    sender (an expired lease, by the wall clock)."""
     due = [
         and_(_D.c.status == "deferred", _D.c.next_attempt_at <= now),
-        and_(_D.c.status == "sending", _D.c.updated_at < now - timeout),
+        leases.expired(_D),
     ]
     if include_queued:
         due.insert(0, _D.c.status == "queued")
@@ -348,18 +347,17 @@ def batch_ranges(
     *,
     now: datetime | None = None,
     retries_only: bool = False,
-    timeout: timedelta = CLAIM_TIMEOUT,
 ) -> Iterator[tuple[int, int]]:
     """(first, last) subscriber-id ranges of at most `batch_size` deliveries of a run.
 
     With `now`, only rows sendable at that time count (with `retries_only`, only due
-    deferred rows and claims older than `timeout`). Reads one page of ids at a time.
+    deferred rows and expired leases). Reads one page of ids at a time.
     """
     after_id = 0
     while True:
         query = select(_D.c.subscriber_id).where(_D.c.run_id == run_id, _D.c.subscriber_id > after_id)
         if now is not None:
-            query = query.where(_sendable(now, timeout, include_queued=not retries_only))
+            query = query.where(_sendable(now, include_queued=not retries_only))
         with store.session() as session:
             ids = session.scalars(query.order_by(_D.c.subscriber_id).limit(batch_size)).all()
         if not ids:
@@ -463,15 +461,21 @@ class _Job:
     run_id: int = 0
     rendered: object = None
     result: Decision | None = field(default=None)
+    started: bool = False  # handed to the channel: it may have reached the server
 
 
-def _claim(store: Store, run_id: int, first_id: int, last_id: int, token: str, now: datetime, timeout: timedelta) -> int:
-    """Mark this range's sendable rows as ours in ONE statement; returns how many."""
+def _claim(store: Store, run_id: int, first_id: int, last_id: int, holder: str, now: datetime, lease: timedelta) -> int:
+    """Lease this range's sendable rows to `holder` in ONE statement; returns how many.
+
+    A conditional UPDATE: on PostgreSQL a row another transaction is claiming is
+    re-checked after its lock is released (READ COMMITTED), so of two claimants one
+    wins each row; on SQLite writers are serialised.
+    """
     with store.session() as session:
         result = session.execute(
             update(_D)
-            .where(_D.c.run_id == run_id, _D.c.subscriber_id.between(first_id, last_id), _sendable(now, timeout))
-            .values(status="sending", claim=token, updated_at=now, attempts=_D.c.attempts + 1)
+            .where(_D.c.run_id == run_id, _D.c.subscriber_id.between(first_id, last_id), _sendable(now))
+            .values(**leases.claim_values(holder, lease), updated_at=now, attempts=_D.c.attempts + 1)
         )
         return result.rowcount or 0
 
@@ -513,8 +517,8 @@ def _claimed(store: Store, run_id: int, first_id: int, last_id: int, token: str,
 def _record(store: Store, token: str, now: datetime, jobs: Sequence[_Job], report: BatchReport) -> None:
     """Write decided jobs back in one transaction: one executemany UPDATE, plus bounces.
 
-    The claim token guards each row: if our claim was taken over (we ran past the claim
-    timeout), the new claimant's record is not overwritten.
+    The holder id guards each row: if our lease lapsed and the row was taken over, the
+    new holder's record is not overwritten.
     """
     decided = [j for j in jobs if j.result is not None]
     if not decided:
@@ -527,6 +531,7 @@ def _record(store: Store, token: str, now: datetime, jobs: Sequence[_Job], repor
             reply=bindparam("b_reply"),
             next_attempt_at=bindparam("b_next", type_=_D.c.next_attempt_at.type),
             claim=None,
+            lease_expires_at=None,
             updated_at=now,
         )
     )
@@ -560,17 +565,72 @@ def send_batch(
     *,
     now: datetime | None = None,
     channel: MailChannel | None = None,
+    wait_for_leases: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> BatchReport:
     """Send the sendable deliveries of subscribers first_id..last_id of a run, once.
 
-    Claims the rows first and sends only what it claimed, so the same batch run twice,
-    or by two workers at once, sends each message once.
+    Claims the rows first (a lease, renewed while the batch runs) and sends only what it
+    claimed, so the same batch run twice, or by two workers at once, sends each message
+    once. Asked to stop (leases.request_stop), it finishes the messages in flight and
+    releases the rows it has not started (`report.released`).
+
+    With `wait_for_leases` (a batch task, perhaps redelivered because the process that
+    ran it died), rows of the range that another holder still leases are waited for
+    once, at most one lease: a dead holder's are then taken over and sent here; a live
+    holder has renewed meanwhile and keeps them.
     """
+    report = _send_batch_once(settings, store, run_id, first_id, last_id, now=now, channel=channel)
+    if not wait_for_leases or leases.stop_requested():
+        return report
+    expiry = _earliest_live_lease(store, run_id, first_id, last_id)
+    if expiry is None:
+        return report
+    length = leases.lease_length(settings)
+    sleep(min(max((expiry - utcnow()).total_seconds() + 0.1, 0.0), length.total_seconds() + 0.1))
+    report.add(_send_batch_once(settings, store, run_id, first_id, last_id, now=now, channel=channel))
+    return report
+
+
+def _send_batch_once(
+    settings: Settings,
+    store: Store,
+    run_id: int,
+    first_id: int,
+    last_id: int,
+    *,
+    now: datetime | None,
+    channel: MailChannel | None,
+) -> BatchReport:
     now = now or utcnow()
     report = BatchReport()
-    token = uuid.uuid4().hex
-    if not _claim(store, run_id, first_id, last_id, token, now, claim_timeout(settings)):
+    if leases.stop_requested():
         return report
+    token = leases.holder_id()
+    length = leases.lease_length(settings)
+    if not _claim(store, run_id, first_id, last_id, token, now, length):
+        return report
+    with leases.Lease(store, _D, token, length) as lease:
+        _send_claimed(settings, store, run_id, first_id, last_id, token, now, lease, channel, report)
+    log.info(
+        "email batch done",
+        extra={"run": run_id, "first": first_id, "last": last_id, **{k: v for k, v in report.items() if v}},
+    )
+    return report
+
+
+def _send_claimed(
+    settings: Settings,
+    store: Store,
+    run_id: int,
+    first_id: int,
+    last_id: int,
+    token: str,
+    now: datetime,
+    lease: leases.Lease,
+    channel: MailChannel | None,
+    report: BatchReport,
+) -> None:
     jobs = _claimed(store, run_id, first_id, last_id, token, now)
     report.claimed = len(jobs)
     run = get_run(store, run_id)
@@ -594,19 +654,24 @@ def send_batch(
     _record(store, token, now, [j for j in jobs if j.result is not None], report)
 
     if sendable:
-        _send(settings, store, run, token, now, sendable, channel or mail_channel(settings), report)
-    log.info(
-        "email batch done",
-        extra={"run": run_id, "first": first_id, "last": last_id, **{k: v for k, v in report.items() if v}},
-    )
-    return report
+        _send(settings, store, run, token, now, sendable, channel or mail_channel(settings), report, lease)
+        # Asked to stop, or our lease in doubt: what never reached the channel goes back.
+        unstarted = [j.delivery_id for j in sendable if not j.started and j.result is None]
+        if unstarted:
+            # Back to what they were: queued, or deferred and due (the retry pass's rows,
+            # which it alone looks for).
+            was = case((_D.c.next_attempt_at.is_(None), "queued"), else_="deferred")
+            report.released = leases.release(
+                store, _D, token, unstarted, status=was, attempts=_D.c.attempts - 1, updated_at=utcnow()
+            )
+            log.warning("email batch stopped early; rows released", extra={"run": run_id, "released": report.released})
 
 
 class _Recorder:
     """Writes decided jobs to the ledger from its own thread, as soon as they are decided.
 
     A message the server accepted but the ledger does not yet say was sent is what a
-    crash turns into a duplicate (the claim times out and the row is sent again), so
+    crash turns into a duplicate (the lease expires and the row is sent again), so
     results are written within LINGER of their answer, not once per connection (up to
     250 messages later). The sending threads only hand jobs over and never wait for the
     database; what arrives within LINGER goes out in one executemany, so a fast relay
@@ -636,7 +701,7 @@ class _Recorder:
         self._thread.join()
         if self._unwritten:
             # One more try from the caller's thread; a failure now propagates (the task
-            # is retried, and the rows stay claimed until the claim timeout).
+            # is retried, and the rows stay claimed until their lease expires).
             _record(self.store, self.token, self.now, self._unwritten, self.report)
 
     def _run(self) -> None:
@@ -672,8 +737,13 @@ def _send(
     jobs: list[_Job],
     channel: MailChannel,
     report: BatchReport,
+    lease: leases.Lease,
 ) -> None:
-    """Send over up to CONNECTIONS connections at once; record each result as it comes."""
+    """Send over up to CONNECTIONS connections at once; record each result as it comes.
+
+    No message is started once a stop is requested or the lease is in doubt; those jobs
+    are left without a result (started False) for the caller to release.
+    """
     from distributor.render.email import Recipient, envelope_sender
     from distributor.subscribers import preferences_url, unsubscribe_url
 
@@ -690,6 +760,8 @@ def _send(
     def envelopes(part: Sequence[_Job]) -> Iterator[Envelope]:
         # Built one at a time inside the sending thread, so a part holds one message.
         for job in part:
+            if leases.stop_requested() or not lease.held():
+                return
             try:
                 recipient = Recipient(
                     email=job.email,
@@ -705,6 +777,7 @@ def _send(
                 job.result = Decision("failed", _kept(f"not sent: could not build the message: {type(exc).__name__}: {exc}"))
                 recorder.put(job)
                 continue
+            job.started = True
             yield Envelope(sender=sender, recipient=job.email, data=data, ref=f"{run.id}-{job.subscriber_id}")
 
     def on_result(result: SendResult) -> None:
@@ -720,12 +793,12 @@ def _send(
             results = [
                 SendResult(f"{run.id}-{j.subscriber_id}", j.email, "temporary", None, f"channel error: {type(exc).__name__}")
                 for j in part
-                if j.result is None
+                if j.result is None and j.started
             ]
         for result in results:  # results the channel returned without calling back
             on_result(result)
         for job in part:
-            if job.result is None:  # the channel returned no result for it
+            if job.result is None and job.started:  # the channel returned no result for it
                 settle(job, SendResult(f"{run.id}-{job.subscriber_id}", job.email, "temporary", None, "no result from the mail channel"))
 
     cfg = settings.file.email
@@ -735,8 +808,13 @@ def _send(
     ]
     try:
         with ThreadPoolExecutor(max_workers=min(cfg.connections, len(parts)), thread_name_prefix="smtp") as pool:
-            for future in as_completed([pool.submit(send_part, part) for part in parts]):
-                future.result()
+            pending = {pool.submit(send_part, part) for part in parts}
+            while pending:
+                # Wake every WAKE seconds: a signal's Python handler (SIGTERM asking the
+                # senders to stop) runs only in the main thread, and only between waits.
+                done, pending = wait(pending, timeout=WAKE, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
     finally:
         recorder.close()
 
@@ -752,24 +830,50 @@ def dispatch_run(
     *,
     batch_size: int | None = None,
     channel: MailChannel | None = None,
+    take_over: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> DispatchReport:
     """Queue and send a prepared run's email here, batch after batch (the one-process
-    mode and `distributor send`; with Celery each batch is its own task)."""
+    mode and `distributor send`; with Celery each batch is its own task).
+
+    With `take_over` (a resumed `send`), it then waits for rows other senders hold:
+    each is either settled by its live holder or, once its lease expires (the holder
+    died), claimed and sent here. Stops early when a stop is requested.
+    """
     batch_size = batch_size or settings.file.email.batch_size
     before = _count(store, run_id)
     ranges = create_deliveries(settings, store, run_id, batch_size=batch_size, now=now)
     created = _count(store, run_id) - before
     channel = channel or mail_channel(settings)
     for first_id, last_id in ranges:
-        # Without a fixed `now`, each batch stamps its own time: a long run's claims must
-        # not look older than they are to another worker.
+        if leases.stop_requested():
+            break
+        # Without a fixed `now`, each batch stamps its own time.
         send_batch(settings, store, run_id, first_id, last_id, now=now or utcnow(), channel=channel)
+    while take_over and not leases.stop_requested():
+        expiry = _earliest_live_lease(store, run_id)
+        if expiry is None:
+            break
+        # Until the earliest lease could have lapsed, checking at least every heartbeat.
+        until_lapse = (expiry - utcnow()).total_seconds() + 0.1
+        sleep(min(max(until_lapse, 0.1), leases.lease_length(settings).total_seconds() / leases.HEARTBEATS))
+        for first_id, last_id in batch_ranges(store, run_id, batch_size, now=now or utcnow(), retries_only=True):
+            send_batch(settings, store, run_id, first_id, last_id, now=now or utcnow(), channel=channel)
     counts = delivery_counts(store, run_id)
     return DispatchReport(
         **{k: counts.get(k, 0) for k in ("queued", "sent", "deferred", "failed", "suppressed", "sending")},
         created=created,
         batches=len(ranges),
     )
+
+
+def _earliest_live_lease(store: Store, run_id: int, first_id: int | None = None, last_id: int | None = None) -> datetime | None:
+    """When the first lease on this run's rows (or one range of them) ends (None: no row is held)."""
+    where = [_D.c.run_id == run_id, _D.c.status == "sending"]
+    if first_id is not None and last_id is not None:
+        where.append(_D.c.subscriber_id.between(first_id, last_id))
+    with store.session() as session:
+        return session.scalar(select(func.min(_D.c.lease_expires_at)).where(*where))
 
 
 def retry_deferred(
@@ -780,19 +884,19 @@ def retry_deferred(
     batch_size: int | None = None,
     channel: MailChannel | None = None,
 ) -> BatchReport:
-    """Re-send deferred deliveries whose next attempt has come (and rows a crashed worker
-    left claimed), in batches, for every run that has some."""
+    """Re-send deferred deliveries whose next attempt has come (and rows a dead sender
+    left claimed, once its lease expired), in batches, for every run that has some."""
     batch_size = batch_size or settings.file.email.batch_size
     now = now or utcnow()
     report = BatchReport()
     with store.session() as session:
         run_ids = session.scalars(
-            select(_D.c.run_id).where(_sendable(now, claim_timeout(settings), include_queued=False)).distinct().order_by(_D.c.run_id)
+            select(_D.c.run_id).where(_sendable(now, include_queued=False)).distinct().order_by(_D.c.run_id)
         ).all()
     if not run_ids:
         return report
     channel = channel or mail_channel(settings)
     for run_id in run_ids:
-        for first_id, last_id in batch_ranges(store, run_id, batch_size, now=now, retries_only=True, timeout=claim_timeout(settings)):
+        for first_id, last_id in batch_ranges(store, run_id, batch_size, now=now, retries_only=True):
             report.add(send_batch(settings, store, run_id, first_id, last_id, now=now, channel=channel))
     return report

@@ -3,12 +3,14 @@
 One `TelegramPostRow` per (channel, article) and per (channel, edition run), made unique
 by the database. A worker claims a row (pending -> sending) with a conditional UPDATE
 before it sends anything, so a task that runs twice, or two workers running it at once,
-post once. The row then ends as:
+post once. The claim is a lease (leases.py, shared with email), renewed while the calls
+go out. The row then ends as:
 
     sent      the message ids are recorded (every part of a split digest, in order)
     unknown   the request may have reached Telegram but no answer came (a timeout after
-              sending, or a worker that died mid-send): never resent blindly; an operator
-              checks the channel and can force a resend (`channels post --again`)
+              sending, or a worker that died mid-send: its lease expired): never resent
+              blindly; an operator checks the channel and can force a resend
+              (`channels post --again`)
     failed    Telegram refused it for good (the channel is paused when the chat itself
               is closed to the bot)
     pending   not sent yet, or deferred (flood wait too long, a temporary failure) until
@@ -43,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from distributor.articles import Article
 from distributor.channels.telegram import TelegramChannel, TelegramResult
 from distributor.channels.telegram_outbox import TelegramOutbox, outbox_payload
+from distributor.delivery import leases
 from distributor.ratelimit import (
     NoLimit,
     Rate,
@@ -316,34 +319,39 @@ def _ensure_row(store: Store, channel: str, chat_id: str, *, article_id: int | N
     raise RuntimeError(f"could not create the post row for channel {channel}")
 
 
+_T = TelegramPostRow.__table__
+
+
 def _claim(settings: Settings, store: Store, row_id: int, statuses: Sequence[str], now: datetime,
-           *, early: bool = False) -> bool:
-    """Move the row to "sending" if it is in one of `statuses` (and its next attempt is due,
-    unless `early`); True if this worker won it."""
+           holder: str, *, early: bool = False) -> bool:
+    """Lease the row to `holder` ("sending") if it is in one of `statuses` (and its next
+    attempt is due, unless `early`); True if this worker won it."""
     due = (TelegramPostRow.next_attempt_at.is_(None)) | (TelegramPostRow.next_attempt_at <= now)
     with store.session() as session:
         won = session.execute(
             update(TelegramPostRow)
             .where(TelegramPostRow.id == row_id, TelegramPostRow.status.in_(list(statuses)), *([] if early else [due]))
-            .values(status="sending", claimed_at=utcnow(), attempts=TelegramPostRow.attempts + 1)
+            .values(**leases.claim_values(holder, leases.lease_length(settings)), claimed_at=utcnow(),
+                    attempts=TelegramPostRow.attempts + 1)
         ).rowcount
     if not won:
-        _expire_stale_claim(settings, store, row_id)
+        expire_dead_claims(store, row_id)
     return bool(won)
 
 
-def _expire_stale_claim(settings: Settings, store: Store, row_id: int) -> None:
-    """A claim far older than any send can take belongs to a dead worker: maybe posted."""
-    cutoff = utcnow() - timedelta(seconds=settings.file.telegram.stale_claim_seconds)
+def expire_dead_claims(store: Store, row_id: int | None = None) -> int:
+    """Posts whose sender died mid-send (lease expired) become unknown: maybe posted, so
+    never resent blindly. One row, or every such row; returns how many."""
     with store.session() as session:
         changed = session.execute(
-            update(TelegramPostRow)
-            .where(TelegramPostRow.id == row_id, TelegramPostRow.status == "sending",
-                   TelegramPostRow.claimed_at < cutoff)
-            .values(status="unknown", error="the worker sending this stopped without an answer: it may have been posted")
-        ).rowcount
+            update(_T)
+            .where(leases.expired(_T), *([_T.c.id == row_id] if row_id is not None else []))
+            .values(status="unknown", claim=None, lease_expires_at=None,
+                    error="the worker sending this stopped without an answer: it may have been posted")
+        ).rowcount or 0
     if changed:
-        log.warning("telegram post left unknown by a stopped worker", extra={"post": row_id})
+        log.warning("telegram post left unknown by a stopped worker", extra={"post": row_id, "posts": changed})
+    return changed
 
 
 def _row(store: Store, row_id: int) -> TelegramPostRow:
@@ -385,8 +393,16 @@ def _record_photo_error(store: Store, row_ids: Sequence[int], description: str) 
 
 
 def _send_calls(settings: Settings, store: Store, sender: Sender, channel: str, row_ids: Sequence[int],
-                calls: Sequence[BotCall], *, start_ids: Sequence[int] = ()) -> _Send:
-    """Send `calls` in order from the first not yet sent, saving ids after each part.
+                calls: Sequence[BotCall], holder: str, *, start_ids: Sequence[int] = ()) -> _Send:
+    """Send `calls` in order from the first not yet sent, saving ids after each part,
+    renewing the rows' lease meanwhile (flood waits can be long)."""
+    with leases.Lease(store, _T, holder, leases.lease_length(settings)):
+        return _send_calls_held(settings, store, sender, channel, row_ids, calls, start_ids=start_ids)
+
+
+def _send_calls_held(settings: Settings, store: Store, sender: Sender, channel: str, row_ids: Sequence[int],
+                     calls: Sequence[BotCall], *, start_ids: Sequence[int] = ()) -> _Send:
+    """The body of `_send_calls`, under the lease.
 
     A photo Telegram cannot fetch or use is recorded as refused before its text fallback
     is sent; a photo refused before (an earlier attempt at these rows) is never tried again.
@@ -395,6 +411,10 @@ def _send_calls(settings: Settings, store: Store, sender: Sender, channel: str, 
     done = _Send("sent", list(start_ids), state.chat_id)
     refused = _photo_error(store, row_ids) if any(c.text_fallback for c in calls) else ""
     for call in calls[len(done.ids):]:
+        if leases.stop_requested():
+            # A warm shutdown: the parts posted are recorded; the retry pass posts the
+            # rest from here (start_ids), so nothing is repeated or lost.
+            return replace(done, status="pending", note=f"stopped before part {call.part}/{call.parts}: resumes there")
         if call.text_fallback is not None and refused:
             call = call.text_fallback
             done.kind, done.note = "text", f"photo refused ({refused}); posted as text"
@@ -471,6 +491,8 @@ def _settle(store: Store, row_ids: Sequence[int], sent: _Send, now: datetime, *,
             row.error = sent.note
             row.plain_text = sent.plain_text
             row.claimed_at = None
+            row.claim = None
+            row.lease_expires_at = None
             if sent.status == "sent":
                 row.posted_at = now
                 row.kind = sent.kind or kind
@@ -517,7 +539,8 @@ def post_article(settings: Settings, store: Store, article_key: str, channel: st
         return PostReport(channel, article.key, "skipped", note=f"channel paused: {state.reason}")
     row_id, _ = _ensure_row(store, channel, state.chat_id, article_id=article_id)
     statuses = ("pending", "held") + (("unknown", "failed", "skipped") if again else ())
-    if not _claim(settings, store, row_id, statuses, now, early=again):
+    holder = leases.holder_id()
+    if not _claim(settings, store, row_id, statuses, now, holder, early=again):
         return _existing(store, row_id, article.key)
     call = decorate(
         render.article_post(settings, article, link_url=tracked_url(settings, article, channel=channel),
@@ -525,7 +548,7 @@ def post_article(settings: Settings, store: Store, article_key: str, channel: st
         config, settings, now,
     )
     sender = sender or sender_for(settings)
-    sent = _send_calls(settings, store, sender, channel, [row_id], [call],
+    sent = _send_calls(settings, store, sender, channel, [row_id], [call], holder,
                        start_ids=_row(store, row_id).message_ids or ())
     _settle(store, [row_id], sent, now, kind=kind_of(call), hashes={row_id: fingerprint(article)})
     return _report(channel, article.key, sent)
@@ -602,7 +625,8 @@ def flush_quiet_hours(settings: Settings, store: Store, now: datetime | None = N
                 .order_by(ArticleRow.published_at, ArticleRow.key)
             ).all()
             due = [(row_id, row_to_article(article)) for row_id, article in due]
-        claimed = [(row_id, article) for row_id, article in due if _claim(settings, store, row_id, ("held",), now)]
+        holder = leases.holder_id()
+        claimed = [(row_id, article) for row_id, article in due if _claim(settings, store, row_id, ("held",), now, holder)]
         if not claimed:
             continue
         sender = sender or sender_for(settings)
@@ -617,7 +641,7 @@ def flush_quiet_hours(settings: Settings, store: Store, now: datetime | None = N
                                         link_url=click_links(settings, channel=channel))
             kind = "roundup"
         calls = [decorate(call, config, settings, now) for call in calls]
-        sent = _send_calls(settings, store, sender, channel, row_ids, calls)
+        sent = _send_calls(settings, store, sender, channel, row_ids, calls, holder)
         _settle(store, row_ids, sent, now, kind=kind,
                 hashes={row_id: fingerprint(article) for row_id, article in claimed})
         target = articles[0].key if len(articles) == 1 else f"roundup of {len(articles)}"
@@ -694,13 +718,14 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
                                 .values(status="skipped", error="no articles for this channel's sections"))
             reports.append(PostReport(channel, target, "skipped", note="no articles for this channel's sections"))
             continue
-        if not _claim(settings, store, row_id, ("pending",), now):
+        holder = leases.holder_id()
+        if not _claim(settings, store, row_id, ("pending",), now, holder):
             reports.append(_existing(store, row_id, target))
             continue
         links = click_links(settings, run_id=run_id, channel=channel)
         calls = [decorate(c, config, settings, now) for c in render.edition_posts(settings, variant, link_url=links)]
         sender = sender or sender_for(settings)
-        sent = _send_calls(settings, store, sender, channel, [row_id], calls,
+        sent = _send_calls(settings, store, sender, channel, [row_id], calls, holder,
                            start_ids=_row(store, row_id).message_ids or ())
         _settle(store, [row_id], sent, now, kind="digest")
         reports.append(_report(channel, target, sent))
@@ -800,8 +825,10 @@ def _edit(settings: Settings, store: Store, sender: Sender | None, row: Telegram
 def retry_deferred(settings: Settings, store: Store, *, now: datetime | None = None,
                    sender: Sender | None = None) -> list[PostReport]:
     """Send posts left pending (deferred by a flood wait or a temporary failure) whose
-    next attempt is due; article posts and digests alike."""
+    next attempt is due; article posts and digests alike. Posts a dead sender held
+    (expired lease) are settled as unknown first."""
     now = now or utcnow()
+    expire_dead_claims(store)
     with store.session() as session:
         rows = session.execute(
             select(TelegramPostRow.id, TelegramPostRow.channel, TelegramPostRow.run_id, ArticleRow.key)

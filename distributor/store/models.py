@@ -215,6 +215,8 @@ class DeliveryRow(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "subscriber_id"),
         Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+        # Take-over looks for "sending" rows whose lease has expired.
+        Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -230,10 +232,13 @@ class DeliveryRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # --- email issue: dispatch ---
-    # While a worker sends a row its status is "sending" and this holds that worker's
-    # claim token (updated_at is the claim time): only the claimant sends it, and a claim
-    # older than the claim timeout counts as abandoned by a crashed worker.
-    claim: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # While a sender holds a row its status is "sending" and this is the holder's id
+    # (hostname:pid:uuid, see delivery/leases.py): only the holder sends it.
+    claim: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # --- leases (issue 10, migration 0008) ---
+    # The holder renews this while it works; once it has passed, the holder is taken
+    # to be dead and the row may be claimed by another sender.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class TelegramPostRow(Base):
@@ -278,6 +283,11 @@ class TelegramPostRow(Base):
     held_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # A deferred post (flood wait too long, temporary failure) is not tried before this.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # --- leases (issue 10, migration 0008) ---
+    # The holder of a "sending" post and the end of its lease, renewed while it sends
+    # (delivery/leases.py); an expired lease means the holder died mid-send.
+    claim: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # --- migration 0011 ---
     # Telegram's answer when it could not fetch or use the photo of this article's post
     # ("" if it never refused it). Written before the text post goes out, so no retry

@@ -4,7 +4,7 @@ fake Bot API.
 
 Each test starts its own redis-server on a free port (never the shared one), a SQLite
 database file, and the processes it needs; they are killed when the test ends. The test
-config shortens the reliability timings (claim timeout, Redis visibility timeout, retry
+config shortens the reliability timings (lease, Redis visibility timeout, retry
 backoff, scheduler tick and stale-run check) so recovery takes seconds, not the
 production minutes; the mechanisms are the production ones.
 
@@ -48,15 +48,14 @@ UTC = timezone.utc
 SITE_TZ = ZoneInfo("Asia/Kolkata")
 # Generous: a loaded two-core machine starting Python processes is slow, not stuck.
 DEADLINE = 120.0
-# SMTP client timeout (seconds) in the test processes: shorter than the claim timeout, so
-# a held reply can never outlive the claim of the message it answers.
+# SMTP client timeout (seconds) in the test processes.
 SMTP_TIMEOUT = 8
 
 # The reliability timings, shortened; how they must relate is what production relies on:
-# - claim timeout (10 s) > any batch in these tests and > SMTP_TIMEOUT: a live batch
-#   is never taken over;
-# - visibility timeout (20 s) > claim timeout: a task redelivered after its worker was
-#   killed finds that worker's claims expired and takes them over;
+# - lease (5 s): a live sender renews it every 5/3 s whatever its SMTP server does, so
+#   it is never taken over; a killed one's rows are free 5 s after its last renewal;
+# - visibility timeout (20 s) > lease: a task redelivered after its worker was killed
+#   finds that worker's leases expired and takes them over at once;
 # - visibility timeout > Celery's longest retry countdown (5 s), which the settings check.
 CONFIG = """
 [site]
@@ -82,9 +81,11 @@ aliases = ["Business"]
 {channels}
 [email]
 from_address = "News Arena <brief@newsarenaindia.com>"
-claim_timeout_seconds = 10
 retry_first_seconds = 1
 retry_max_seconds = 2
+
+[delivery]
+lease_seconds = 5
 
 [scheduler]
 tick_seconds = 5
@@ -328,8 +329,8 @@ def settled(world: World, run_id: int, total: int) -> bool:
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_a_worker_killed_mid_fan_out_is_recovered_and_every_subscriber_gets_one_message(make_world, database):
     """SIGKILL to the whole worker (main process and pool) while it sends; a new worker
-    takes over when Redis gives the unacknowledged batch to it (visibility timeout) and
-    the dead worker's claims have expired. No beat runs: the redelivery alone recovers.
+    takes over when Redis gives the unacknowledged batch to it (visibility timeout): the
+    dead worker's leases have expired by then. No beat runs: the redelivery alone recovers.
     Once on SQLite, once on PostgreSQL (where claims race with real row locks).
 
     The SMTP server holds its reply to every DATA after the first 100 messages, so the

@@ -176,22 +176,24 @@ def test_two_workers_on_the_same_batch_send_each_message_once(smtp_settings, sto
     assert_each_once(smtp_server, emails)
 
 
-def test_a_claim_left_by_a_crashed_worker_is_taken_over_after_the_timeout(smtp_settings, store, smtp_server):
+def test_rows_of_a_dead_sender_are_taken_over_once_its_lease_expires(smtp_settings, store, smtp_server):
     add_articles(store, SLOT)
     emails = add_subscribers(smtp_settings, store, 3)
     run = open_run(smtp_settings, store)
     [(first, last)] = dispatch.create_deliveries(smtp_settings, store, run.id, now=NOW)
-    with store.session() as session:  # a worker claimed the rows, then died
-        session.execute(update(DeliveryRow).values(status="sending", claim="dead-worker", updated_at=NOW))
+    live = datetime.now(timezone.utc) + timedelta(seconds=60)
+    with store.session() as session:  # another sender holds the rows, its lease still running
+        session.execute(update(DeliveryRow).values(status="sending", claim="host:1:live", lease_expires_at=live))
 
-    fresh = NOW + dispatch.CLAIM_TIMEOUT - timedelta(minutes=1)
-    assert dispatch.send_batch(smtp_settings, store, run.id, first, last, now=fresh).claimed == 0
-    assert dispatch.retry_deferred(smtp_settings, store, fresh).claimed == 0
+    assert dispatch.send_batch(smtp_settings, store, run.id, first, last, now=NOW).claimed == 0
+    assert dispatch.retry_deferred(smtp_settings, store, NOW + timedelta(days=1)).claimed == 0
     assert smtp_server.messages == []
 
-    later = NOW + dispatch.CLAIM_TIMEOUT + timedelta(minutes=1)
-    assert dispatch.retry_deferred(smtp_settings, store, later).sent == 3
+    with store.session() as session:  # it stopped renewing (killed): the lease lapsed
+        session.execute(update(DeliveryRow).values(lease_expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    assert dispatch.retry_deferred(smtp_settings, store, NOW).sent == 3
     assert_each_once(smtp_server, emails)
+    assert {(r.claim, r.lease_expires_at) for r in ledger(store, run.id).values()} == {(None, None)}
 
 
 def test_each_result_is_in_the_ledger_while_the_batch_is_still_sending(smtp_settings, store, smtp_server):
@@ -215,19 +217,18 @@ def test_each_result_is_in_the_ledger_while_the_batch_is_still_sending(smtp_sett
     assert_each_once(smtp_server, emails)
 
 
-def test_claim_timeout_and_retry_waits_come_from_the_settings(tmp_path, monkeypatch, store, smtp_server):
+def test_retry_waits_come_from_the_settings(tmp_path, monkeypatch, store, smtp_server):
     monkeypatch.setenv("SMTP_URL", smtp_server.url)
     base = settings_for(tmp_path)
-    timings = {"claim_timeout_seconds": 60, "retry_first_seconds": 10, "retry_max_seconds": 20}
+    timings = {"retry_first_seconds": 10, "retry_max_seconds": 20}
     settings = settings_for(tmp_path, email=base.file.email.model_copy(update=timings))
     add_articles(store, SLOT)
     emails = add_subscribers(settings, store, 3)
     run = open_run(settings, store)
     dispatch.create_deliveries(settings, store, run.id, now=NOW)
-    with store.session() as session:  # a worker claimed the rows, then died
-        session.execute(update(DeliveryRow).values(status="sending", claim="dead-worker", updated_at=NOW))
+    with store.session() as session:  # a sender claimed the rows, then died: its lease lapsed
+        session.execute(update(DeliveryRow).values(status="sending", claim="dead-worker", lease_expires_at=NOW))
 
-    assert dispatch.retry_deferred(settings, store, NOW + timedelta(seconds=59)).claimed == 0
     now = NOW + timedelta(seconds=61)
     # Each failure waits retry_first, doubled per attempt, capped at retry_max (+-20% jitter).
     for seconds in (10, 20, 20):

@@ -67,17 +67,23 @@ def test_rows_claimed_by_a_live_sender_keep_the_run_from_being_requeued(settings
     run_id, subs = sending_run(settings, store)
     stamp = progress_at(store, run_id)  # prepare_run's stamp: the fan-out starts
     later = stamp + timedelta(seconds=61)
-    # A sender holds the first row (claimed 10 s ago, as send_batch claims); the rest wait.
+    # A sender holds the first row by a lease it renews (leases run on the wall clock);
+    # the rest wait.
+    from distributor.store.models import utcnow
+
     with store.session() as session:
         session.execute(
             update(DeliveryRow)
             .where(DeliveryRow.run_id == run_id, DeliveryRow.subscriber_id == subs[0])
-            .values(status="sending", claim="live-sender", updated_at=later - timedelta(seconds=10))
+            .values(status="sending", claim="live-sender", lease_expires_at=utcnow() + timedelta(seconds=30))
         )
     assert engine.stale_runs(settings, store, later) == []
-    # The claim expires (the sender died): now the run counts as stalled.
-    expired = later - timedelta(seconds=10) + email_delivery.claim_timeout(settings) + timedelta(seconds=1)
-    assert engine.stale_runs(settings, store, expired) == [run_id]
+    # The lease lapses (the sender died and stopped renewing): now the run counts as stalled.
+    with store.session() as session:
+        session.execute(
+            update(DeliveryRow).where(DeliveryRow.claim == "live-sender").values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert engine.stale_runs(settings, store, later) == [run_id]
 
 
 def test_a_waiting_digest_post_alone_stalls_a_run_and_recording_posts_stamps_progress(settings, store):

@@ -19,6 +19,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import update
 
 from distributor.articles import Article
 from distributor.channels.telegram import TelegramChannel
@@ -334,10 +335,36 @@ def test_a_worker_that_died_mid_send_leaves_the_post_unknown(store, make, fake_t
         from sqlalchemy import select
 
         article_id = session.scalar(select(ArticleRow.id).where(ArticleRow.key == key))
+        # A live sender holds it: its lease runs for another minute.
         session.add(TelegramPostRow(channel="sports", chat_id=SPORTS, article_id=article_id, status="sending",
-                                    claimed_at=datetime.now(timezone.utc) - timedelta(hours=1)))
+                                    claimed_at=datetime.now(timezone.utc), claim="host:1:live",
+                                    lease_expires_at=datetime.now(timezone.utc) + timedelta(seconds=60)))
+    report = tg.post_article(settings, store, key, "sports", now=NOW, sender=sender_for(settings))
+    assert report.status == "exists" and rows(store)[("sports", key)].status == "sending"
+    assert tg.retry_deferred(settings, store, now=NOW, sender=sender_for(settings)) == []
+    assert rows(store)[("sports", key)].status == "sending"
+
+    with store.session() as session:  # it stopped renewing a second ago (killed mid-send)
+        session.execute(update(TelegramPostRow).values(lease_expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
     report = tg.post_article(settings, store, key, "sports", now=NOW, sender=sender_for(settings))
     assert report.status == "exists" and rows(store)[("sports", key)].status == "unknown"
+    assert fake_telegram.chat_calls == []
+
+
+def test_a_dead_senders_post_is_settled_unknown_by_the_retry_pass(store, make, fake_telegram):
+    settings = make()
+    [key] = save(store, article("crash-retry"))
+    with store.session() as session:
+        from distributor.store.models import ArticleRow
+        from sqlalchemy import select
+
+        article_id = session.scalar(select(ArticleRow.id).where(ArticleRow.key == key))
+        session.add(TelegramPostRow(channel="sports", chat_id=SPORTS, article_id=article_id, status="sending",
+                                    claimed_at=datetime.now(timezone.utc) - timedelta(seconds=40), claim="host:1:dead",
+                                    lease_expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    tg.retry_deferred(settings, store, now=NOW, sender=sender_for(settings))
+    row = rows(store)[("sports", key)]
+    assert (row.status, row.claim, row.lease_expires_at) == ("unknown", None, None) and "may have been posted" in row.error
     assert fake_telegram.chat_calls == []
 
 
@@ -533,6 +560,41 @@ def test_busy_day_digest_gives_each_channel_its_sections_within_the_limits(store
     main_sections, main_text = posted(MAIN)
     assert len(main_sections) == cap and set(main_sections) == set(busy)
     assert f"+ {60 - cap} more" in main_text
+
+
+def test_a_digest_stopped_by_a_warm_shutdown_resumes_at_the_next_part(store, make, fake_telegram):
+    """SIGTERM between parts: the parts posted are recorded, the post waits pending (not
+    leased), and the retry pass posts the rest; each part once."""
+    from distributor.delivery import leases
+
+    settings = make()
+    sender = sender_for(settings)
+    sections = ["nation", "states", "politics", "economy"]
+    save(store, *[article(f"w{i:02d}", section=sections[i % 4], minutes_ago=10 + i, title=f"{i:02d} " + "लंबा शीर्षक " * 40)
+                  for i in range(30)])
+    run, _ = open_slot(settings, store, "morning", NOW)
+    prepare_run(settings, store, run.id)
+    real_call = sender.transport.call
+
+    def call_then_stop(chat_id, call):  # the stop arrives while part 1 is on its way
+        result = real_call(chat_id, call)
+        leases.request_stop()
+        return result
+
+    sender.transport.call = call_then_stop
+    try:
+        [first] = tg.post_run(settings, store, run.id, now=NOW, sender=sender)
+    finally:
+        leases.clear_stop()
+        sender.transport.call = real_call
+    row = rows(store)[("main", f"run {run.id}")]
+    assert first.status == "deferred" and "stopped before part 2/" in first.note
+    assert (row.status, len(row.message_ids), row.claim, row.lease_expires_at) == ("pending", 1, None, None)
+
+    [again] = tg.retry_deferred(settings, store, now=NOW, sender=sender)
+    calls = fake_telegram.calls_to("sendMessage", MAIN)
+    assert again.status == "sent" and len(calls) >= 2 and all(c.status == 200 for c in calls)
+    assert rows(store)[("main", f"run {run.id}")].message_ids == [c.message_id for c in calls]
 
 
 def test_preview_calls_list_each_digest_call_with_its_chat(store, make):

@@ -64,6 +64,7 @@ def test_every_shipped_key_is_commented():
         (("visibility_timeout_seconds = 7200", "visibility_timeout_seconds = 1800"), "celery", "must exceed retry_backoff_max_seconds"),
         (("retry_max_seconds = 7200", "retry_max_seconds = 60"), "email", "less than retry_first_seconds"),
         (("stall_seconds = 60", "stall_seconds = 5"), "scheduler.stall_seconds", "greater than or equal to 15"),
+        (("lease_seconds = 30", "lease_seconds = 1"), "delivery.lease_seconds", "greater than or equal to 3"),
     ],
 )
 def test_bad_values_name_file_key_and_reason(tmp_path, change, key, reason):
@@ -114,3 +115,16 @@ def test_environment_overrides_and_lookup_order(tmp_path, monkeypatch):
 def test_defaults_with_nothing_set(settings):
     assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith("distributor.db")
     assert settings.redis_url is None and settings.secret_key_is_demo
+
+
+def test_the_old_claim_timeouts_still_load_with_a_deprecation_warning(tmp_path, caplog):
+    """Claims are leases now (issue 10): [delivery] lease_seconds replaces them."""
+    text = SHIPPED.replace("[email]\n", "[email]\nclaim_timeout_seconds = 900\n", 1).replace(
+        "[telegram]\n", "[telegram]\nstale_claim_seconds = 900\n", 1
+    )
+    with caplog.at_level("WARNING", logger="distributor.settings"):
+        settings = load_settings(write(tmp_path, text))
+    assert settings.file.delivery.lease_seconds == 30
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "email.claim_timeout_seconds is deprecated" in warned and "telegram.stale_claim_seconds is deprecated" in warned
+    assert "lease_seconds" in warned

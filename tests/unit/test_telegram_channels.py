@@ -51,7 +51,6 @@ def test_shipped_channels():
         (('digests = ["morning", ', 'digests = ["morning", "morning", '), "channels.main.digests", "more than once"),
         (('chat_id = "@newsarena_sports"', 'chat_id = "@NewsArena"'), "channels.sports.chat_id", "already channels.main"),
         (("channel_messages = 20", "channel_messages = 0"), "telegram.channel_messages", "greater than or equal to 1"),
-        (("stale_claim_seconds = 900", "stale_claim_seconds = 60"), "telegram", "stale_claim_seconds"),
         (("[telegram]\n", "[telegram]\nburst = 3\n"), "telegram.burst", "unknown key"),
     ],
 )

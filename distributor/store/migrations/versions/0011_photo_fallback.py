@@ -1,13 +1,13 @@
 """telegram posts remember a refused photo (text fallback)
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0008
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0011"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
