@@ -44,13 +44,16 @@ class Envelope:
 class SendResult:
     """What happened to one envelope. `code` is the server's reply code (None when no
     server answered, e.g. the connection failed); `reply` is its text, or our account of
-    why there was none. Never holds a secret."""
+    why there was none. `skipped`: the channel did not try this envelope at all (it
+    stopped after the server refused connection after connection), so the result says
+    nothing about the recipient; always "temporary". Never holds a secret."""
 
     ref: str
     recipient: str
     outcome: Outcome
     code: int | None
     reply: str
+    skipped: bool = False
 
 
 # Called with each envelope's result as soon as it is known.
@@ -66,7 +69,9 @@ class MailChannel(Protocol):
         `envelopes` may be a generator, consumed one at a time (a batch's messages are
         built as they go out, never all held at once). `on_result`, when given, is called
         with each result as soon as it is known, in the calling thread, before the next
-        envelope is taken."""
+        envelope is taken: a caller that has recorded a "sent" result by the time it
+        yields the next envelope leaves at most one message per call (the one in flight)
+        that a crash can make go twice."""
         ...
 
 

@@ -16,11 +16,14 @@ The stages, each safe to run twice:
 3. Each claimed row is rendered through its variant (rendered and CSS-inlined once per
    process and variant, then filled per recipient cheaply), sent through the mail
    channel over a few connections in parallel, and its outcome written back as soon as
-   the server has answered (within milliseconds, several results to a write, so a crash
-   leaves next to nothing sent but unrecorded): sent; deferred with the next attempt
-   after a backoff with jitter, until the deadline;
+   the server has answered; a connection begins its next message only once the last
+   one it got accepted is in the ledger, so a crash leaves at most one message per
+   connection sent but unrecorded: the one whose reply was in flight. Outcomes: sent;
+   deferred with the next attempt after a backoff with jitter, until the deadline;
    failed with the server's reply. A 5.1.x refusal (the address does not exist) also
-   marks the subscriber bounced, so later runs skip them.
+   marks the subscriber bounced, so later runs skip them. A delivery the channel
+   skipped (it stopped after the server refused connection after connection) is
+   deferred without being charged the attempt its claim counted.
 4. `retry_deferred` re-sends deferred rows whose time has come, and rows a crashed
    worker left claimed.
 
@@ -34,7 +37,6 @@ import hashlib
 import logging
 import queue
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -196,6 +198,9 @@ class Decision:
     reply: str
     next_attempt_at: datetime | None = None
     bounce: bool = False  # the subscriber's address is bad: mark them bounced
+    # False when nothing was tried for this delivery (the channel skipped it): the
+    # attempt its claim counted is given back.
+    charged: bool = True
 
 
 def decide(
@@ -211,7 +216,9 @@ def decide(
     """The caller's half of Mailman's split: the channel classified, this decides.
 
     sent -> sent; permanent -> failed (a bounce when the reply says 5.1.x); temporary ->
-    deferred until the next attempt, or failed once the deadline has come.
+    deferred until the next attempt, or failed once the deadline has come. A skipped
+    result (never tried) is deferred uncharged: `attempts` counts the claim's attempt,
+    which is given back, and the wait is the one the last real attempt earned.
     """
     reply = result.reply[:REPLY_MAX_CHARS]
     if result.outcome == "sent":
@@ -219,7 +226,10 @@ def decide(
     if result.outcome == "permanent":
         return Decision("failed", reply, bounce=is_bad_address(result))
     if now >= deadline:
-        return Decision("failed", f"deadline passed, last reply: {reply}"[:REPLY_MAX_CHARS])
+        return Decision("failed", f"deadline passed, last reply: {reply}"[:REPLY_MAX_CHARS], charged=not result.skipped)
+    if result.skipped:
+        wait = backoff(max(attempts - 1, 1), salt, first=first, most=most)
+        return Decision("deferred", reply, next_attempt_at=min(now + wait, deadline), charged=False)
     return Decision("deferred", reply, next_attempt_at=min(now + backoff(attempts, salt, first=first, most=most), deadline))
 
 
@@ -455,6 +465,8 @@ class _Job:
     text_only: bool = False  # the reader chose the text format
     rendered: object = None
     result: Decision | None = field(default=None)
+    # Set once the ledger write of `result` has been tried (see _Recorder).
+    written: threading.Event = field(default_factory=threading.Event)
 
 
 def _claim(store: Store, run_id: int, first_id: int, last_id: int, token: str, now: datetime, timeout: timedelta) -> int:
@@ -505,7 +517,8 @@ def _record(store: Store, token: str, now: datetime, jobs: Sequence[_Job], repor
     """Write decided jobs back in one transaction: one executemany UPDATE, plus bounces.
 
     The claim token guards each row: if our claim was taken over (we ran past the claim
-    timeout), the new claimant's record is not overwritten.
+    timeout), the new claimant's record is not overwritten. An uncharged decision gives
+    back the attempt the claim counted.
     """
     decided = [j for j in jobs if j.result is not None]
     if not decided:
@@ -517,6 +530,7 @@ def _record(store: Store, token: str, now: datetime, jobs: Sequence[_Job], repor
             status=bindparam("b_status"),
             reply=bindparam("b_reply"),
             next_attempt_at=bindparam("b_next", type_=_D.c.next_attempt_at.type),
+            attempts=_D.c.attempts - bindparam("b_refund"),
             claim=None,
             updated_at=now,
         )
@@ -526,7 +540,13 @@ def _record(store: Store, token: str, now: datetime, jobs: Sequence[_Job], repor
         session.execute(
             statement,
             [
-                {"b_id": j.delivery_id, "b_status": j.result.status, "b_reply": j.result.reply, "b_next": j.result.next_attempt_at}
+                {
+                    "b_id": j.delivery_id,
+                    "b_status": j.result.status,
+                    "b_reply": j.result.reply,
+                    "b_next": j.result.next_attempt_at,
+                    "b_refund": 0 if j.result.charged else 1,
+                }
                 for j in decided
             ],
         )
@@ -596,17 +616,14 @@ class _Recorder:
     """Writes decided jobs to the ledger from its own thread, as soon as they are decided.
 
     A message the server accepted but the ledger does not yet say was sent is what a
-    crash turns into a duplicate (the claim times out and the row is sent again), so
-    results are written within LINGER of their answer, not once per connection (up to
-    250 messages later). The sending threads only hand jobs over and never wait for the
-    database; what arrives within LINGER goes out in one executemany, so a fast relay
-    costs one write per few dozen messages instead of one per message.
+    crash turns into a duplicate (the claim times out and the row is sent again). So a
+    sending thread, having handed over a sent job, waits for its write (`job.written`)
+    before it begins the next message, and the recorder never lingers: each write takes
+    every job waiting at that moment, so the connections working in parallel share
+    writes (group commit), and the next message is built while the write runs.
     """
 
     _STOP = object()
-    # Longest a decided job waits to be written with others: the most a crash can leave
-    # unrecorded (and so sent twice) is what the relay accepts in this time.
-    LINGER = 0.02
     # Most jobs in one write: bounds a statement's size.
     MOST = 500
 
@@ -636,10 +653,9 @@ class _Recorder:
             if item is self._STOP:
                 break
             group = [item]
-            deadline = time.monotonic() + self.LINGER
             while len(group) < self.MOST:
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is self._STOP:
@@ -651,6 +667,11 @@ class _Recorder:
             except Exception:  # noqa: BLE001 - retried once more in close()
                 log.exception("could not record email results; will try again", extra={"jobs": len(group)})
                 self._unwritten.extend(group)
+            finally:
+                # Even after a failed write: a sender must not wait forever on a
+                # database that is down (the results are tried again at close).
+                for job in group:
+                    job.written.set()
 
 
 def _send(
@@ -679,6 +700,11 @@ def _send(
 
     def envelopes(part: Sequence[_Job]) -> Iterator[Envelope]:
         # Built one at a time inside the sending thread, so a part holds one message.
+        # The channel takes the next envelope only after the last one was answered and
+        # settled; before handing it over, wait until an accepted message is in the
+        # ledger (its write runs while the next message is built). So a crash leaves at
+        # most one message per connection accepted but unrecorded.
+        previous: _Job | None = None
         for job in part:
             try:
                 recipient = Recipient(
@@ -695,6 +721,9 @@ def _send(
                 job.result = Decision("failed", f"not sent: could not build the message: {type(exc).__name__}: {exc}"[:REPLY_MAX_CHARS])
                 recorder.put(job)
                 continue
+            if previous is not None and previous.result is not None and previous.result.status == "sent":
+                previous.written.wait()
+            previous = job
             yield Envelope(sender=sender, recipient=job.email, data=data, ref=f"{run.id}-{job.subscriber_id}")
 
     def on_result(result: SendResult) -> None:
