@@ -13,9 +13,12 @@ temporary.
 
 One message at a time, answer by answer: the next message's MAIL FROM is written only
 once the previous message's final reply has been read and handed to `on_result`, never
-pipelined behind it. So when the process dies, the only message the server may hold
-without our knowing is the one whose final reply was in flight: at most one per open
-connection.
+pipelined behind it; and when `on_result` returned a waiter (the caller's "recorded"),
+the next message's body is sent only after it returns. So when the process dies, the
+only message the server may hold without the caller's ledger knowing is one whose final
+reply was in flight or not yet recorded: at most one per open connection. The waiter
+runs while the next message is built and its envelope commands are answered, so it
+seldom blocks.
 
 A refusal is about its recipient. When the server says 421 or the connection drops in
 the middle of a call, only the envelope in flight is temporary (it may even have been
@@ -229,11 +232,19 @@ class SmtpChannel:
         taken (and so before anything of the next message is written).
         """
         results: list[SendResult] = []
+        recording: list[Callable[[], object]] = []  # waiters for the caller's records
 
         def done(result: SendResult) -> None:
             results.append(result)
             if on_result is not None:
-                on_result(result)
+                waiter = on_result(result)
+                if callable(waiter):
+                    recording.append(waiter)
+
+        def recorded() -> None:
+            """Called before a message's body is sent: every earlier answer is recorded."""
+            while recording:
+                recording.pop()()
 
         pending = iter(envelopes)
         carry = next(pending, None)  # the envelope to send next, already taken
@@ -261,7 +272,7 @@ class SmtpChannel:
                 fruitless, reason = fruitless + 1, failed.reply
             else:
                 opened += 1
-                carry, answered, lost = self._deliver(conn, carry, pending, done)
+                carry, answered, lost = self._deliver(conn, carry, pending, done, recorded)
                 if lost is None:
                     break  # every envelope went
                 fruitless, reason = (0 if answered else fruitless + 1), lost
@@ -279,7 +290,12 @@ class SmtpChannel:
         return results
 
     def _deliver(
-        self, conn: smtplib.SMTP, envelope: Envelope, pending: Iterator[Envelope], done: ResultHook
+        self,
+        conn: smtplib.SMTP,
+        envelope: Envelope,
+        pending: Iterator[Envelope],
+        done: Callable[[SendResult], None],
+        recorded: Callable[[], None],
     ) -> tuple[Envelope | None, int, str | None]:
         """Send `envelope`, then the rest of `pending`, over `conn`; close it after.
 
@@ -293,7 +309,7 @@ class SmtpChannel:
         try:
             while envelope is not None:
                 try:
-                    result = self._send_one(conn, envelope, pipelining)
+                    result = self._send_one(conn, envelope, pipelining, recorded)
                 except _ConnectionLost as exc:
                     if exc.settled is not None:
                         done(exc.settled)
@@ -370,13 +386,14 @@ class SmtpChannel:
             _close(conn)
             raise _ConnectionFailed(None, self._scrub(f"{step} to {t.host}:{t.port} failed: {_describe(exc)}")) from None
 
-    def _send_one(self, conn: smtplib.SMTP, envelope: Envelope, pipelining: bool) -> SendResult:
+    def _send_one(self, conn: smtplib.SMTP, envelope: Envelope, pipelining: bool, recorded: Callable[[], None]) -> SendResult:
         """One transaction: MAIL, RCPT, DATA, then the message, then its final reply.
 
         With PIPELINING (RFC 2920) the three commands go out in one write and their
         replies are read in order: two round trips a message instead of four, which is
         most of the time a message takes on a relay across a network. Nothing of the
-        next message is written before this one's final reply is read.
+        next message is written before this one's final reply is read, and its body
+        (which commits it) waits for `recorded()`.
         """
         try:
             lines = _command_lines(envelope)
@@ -402,6 +419,7 @@ class SmtpChannel:
                         break
             if refusal is not None:
                 return self._refused(conn, envelope, pipelining and code == 354, *refusal)
+            recorded()
             conn.send(dot_stuff(envelope.data))
             code, text = conn.getreply()
         except (OSError, smtplib.SMTPException) as exc:  # SMTPServerDisconnected, timeouts, resets

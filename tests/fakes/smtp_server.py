@@ -23,9 +23,9 @@
   argument, and how many bytes the client had already sent past the command when it was
   handled), so a test can see whether a client sent anything past the end of a
   message before its reply (`server.sent_past_unanswered_data()`);
-- calls `server.on_mail(fn)`'s `fn(connection)` at each MAIL FROM, before answering it
-  (in the server's thread), so a test can check the state of the world at the moment a
-  client begins its next message;
+- calls `server.on_data(fn)`'s `fn(connection)` when a message's data has been read,
+  before answering it (in the server's thread), so a test can check the state of the
+  world at the moment a client commits a message;
 - advertises PIPELINING when built with `pipelining=True`;
 - speaks STARTTLS, implicit TLS and AUTH when built with a certificate and credentials
   (`tls_files()` makes a throwaway self-signed certificate with the openssl command).
@@ -143,7 +143,7 @@ class FakeSmtpServer:
         self.messages: list[Received] = []
         self.commands: list[Command] = []
         self.rules: list[Rule] = []
-        self._on_mail = None
+        self._on_data = None
         self.connections = 0
         self.transactions = 0
         self.logins: list[str] = []
@@ -227,9 +227,10 @@ class FakeSmtpServer:
             self.rules.append(rule)
         return rule
 
-    def on_mail(self, fn) -> None:  # noqa: ANN001 - a callable(connection number)
-        """Call `fn(connection)` at each MAIL FROM before answering it (None: stop)."""
-        self._on_mail = fn
+    def on_data(self, fn) -> None:  # noqa: ANN001 - a callable(connection number)
+        """Call `fn(connection)` when a message's data has been read, before answering it
+        (None: stop)."""
+        self._on_data = fn
 
     def drop_after(self, count: int) -> None:
         """Accept `count` more messages, then drop the connection, without a reply, at the
@@ -299,8 +300,6 @@ class FakeSmtpServer:
 
     async def handle_MAIL(self, server: SMTP, session, envelope, address: str, mail_options: list) -> str:  # noqa: ANN001
         self._log(server, "MAIL", address)
-        if self._on_mail is not None:
-            self._on_mail(getattr(server, "connection_number", 0))
         with self._lock:
             self.transactions += 1
             envelope.number = self.transactions
@@ -318,6 +317,8 @@ class FakeSmtpServer:
 
     async def handle_DATA(self, server: SMTP, session, envelope) -> str:  # noqa: ANN001
         self._log(server, "DATA", ",".join(envelope.rcpt_tos))
+        if self._on_data is not None:
+            self._on_data(getattr(server, "connection_number", 0))
         with self._lock:
             drop = self._drop_at is not None and len(self.messages) >= self._drop_at
             if drop:

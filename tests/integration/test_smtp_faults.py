@@ -173,10 +173,11 @@ def test_a_server_gone_for_good_mid_call_costs_bounded_connections_then_skips(sm
     assert smtp_server.connections == 1
 
 
-def test_an_accepted_message_is_in_the_ledger_before_its_connection_begins_the_next(smtp_settings, store, smtp_server):
+def test_an_accepted_message_is_in_the_ledger_before_its_connection_commits_the_next(smtp_settings, store, smtp_server):
     # The duplicate window: a crash can only repeat a message the ledger does not say was
-    # sent. At every MAIL FROM, every message this connection got accepted before must
-    # already be recorded, so at most one per connection (the one in flight) is at risk.
+    # sent. When the server has a message's data (the moment it may take it), every
+    # message this connection got accepted before must already be recorded, so at most
+    # one per connection is at risk.
     add_articles(store, SLOT)
     emails = add_subscribers(smtp_settings, store, 120)  # two parallel connections of 60
     run = open_run(smtp_settings, store)
@@ -197,9 +198,9 @@ def test_an_accepted_message_is_in_the_ledger_before_its_connection_begins_the_n
         if accepted - recorded:
             unrecorded.append((connection, sorted(accepted - recorded)))
 
-    smtp_server.on_mail(check)
+    smtp_server.on_data(check)
     report = dispatch.dispatch_run(smtp_settings, store, run.id, NOW)
-    smtp_server.on_mail(None)
+    smtp_server.on_data(None)
 
     assert report.sent == 120 and smtp_server.connections == 2
     assert unrecorded == []
