@@ -37,6 +37,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -636,18 +637,22 @@ def send_batch(
 
 
 class _Recorder:
-    """Writes decided jobs to the ledger from its own thread, as soon as they are decided.
+    """Writes decided jobs to the ledger as soon as they are decided.
 
     A message the server accepted but the ledger does not yet say was sent is what a
     crash turns into a duplicate (the claim times out and the row is sent again). So
-    the channel, having handed over a sent job, waits for its write (`job.written`)
-    before it sends the next message's body, and the recorder never lingers: each write
-    takes every job waiting at that moment, so the connections working in parallel
-    share writes (group commit), and the next message is built and its envelope
-    answered while the write runs.
+    the channel, having handed over a sent job, waits for its write (`wait_written`)
+    before it sends the next message's body. The waiting sender writes it itself,
+    together with every job handed in meanwhile (the connections working in parallel
+    hand theirs in while each builds its next message), so they share one write (group
+    commit) and no thread switch stands between a connection and its next message; a
+    sender that finds another one writing waits for that write and then writes what is
+    left. Jobs nobody waits for (refusals, deferrals) are written by a background
+    thread within LINGER.
     """
 
-    _STOP = object()
+    # Longest a decided job waits to be written when no connection needs it sooner.
+    LINGER = 0.02
     # Most jobs in one write: bounds a statement's size.
     MOST = 500
 
@@ -655,57 +660,79 @@ class _Recorder:
         self.store, self.token, self.now, self.report = store, token, now, report
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._unwritten: list[_Job] = []  # jobs whose write failed; tried again at close
-        self._thread = threading.Thread(target=self._run, name="ledger", daemon=True)
+        self._writer = threading.Lock()  # one write at a time, by whoever needs it
+        self._connection: Connection | None = None  # used under _writer only
+        self._handed_in = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._linger, name="ledger", daemon=True)
         self._thread.start()
 
     def put(self, job: _Job) -> None:
         self._queue.put(job)
+        self._handed_in.set()
+
+    def wait_written(self, job: _Job) -> None:
+        """Return once `job` (already put) has had its write, writing it if need be."""
+        if job.written.is_set():
+            return
+        with self._writer:
+            if not job.written.is_set():
+                self._write_waiting()
 
     def close(self) -> None:
         """Write what is left; raise if some results could not be written."""
-        self._queue.put(self._STOP)
+        self._stopping = True
+        self._handed_in.set()
         self._thread.join()
+        with self._writer:
+            self._write_waiting()
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
         if self._unwritten:
             # One more try from the caller's thread; a failure now propagates (the task
             # is retried, and the rows stay claimed until the claim timeout).
             _record(self.store, self.token, self.now, self._unwritten, self.report)
 
-    def _run(self) -> None:
-        connection: Connection | None = None  # this thread's own, held for the batch
-        stop = False
-        try:
-            while not stop:
-                item = self._queue.get()
-                if item is self._STOP:
-                    break
-                group = [item]
-                while len(group) < self.MOST:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is self._STOP:
-                        stop = True
-                        break
-                    group.append(item)
+    def _linger(self) -> None:
+        while not self._stopping:
+            self._handed_in.wait()
+            if self._stopping:
+                break
+            time.sleep(self.LINGER)
+            with self._writer:
+                # Cleared before the drain: a job handed in after it sets it again.
+                self._handed_in.clear()
+                self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        """Write every job handed in so far (call with _writer held)."""
+        while True:
+            group: list[_Job] = []
+            while len(group) < self.MOST:
                 try:
-                    if connection is None:
-                        connection = self.store.engine.connect()
-                    _record(self.store, self.token, self.now, group, self.report, connection=connection)
-                except Exception:  # noqa: BLE001 - retried once more in close()
-                    log.exception("could not record email results; will try again", extra={"jobs": len(group)})
-                    self._unwritten.extend(group)
-                    if connection is not None:  # it may be broken: the next write opens another
-                        connection.close()
-                        connection = None
-                finally:
-                    # Even after a failed write: a sender must not wait forever on a
-                    # database that is down (the results are tried again at close).
-                    for job in group:
-                        job.written.set()
-        finally:
-            if connection is not None:
-                connection.close()
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if not group:
+                return
+            try:
+                if self._connection is None:
+                    self._connection = self.store.engine.connect()
+                _record(self.store, self.token, self.now, group, self.report, connection=self._connection)
+            except Exception:  # noqa: BLE001 - retried once more in close()
+                log.exception("could not record email results; will try again", extra={"jobs": len(group)})
+                self._unwritten.extend(group)
+                if self._connection is not None:  # it may be broken: the next write opens another
+                    self._connection.close()
+                    self._connection = None
+            finally:
+                # Even after a failed write: a sender must not wait forever on a
+                # database that is down (the results are tried again at close).
+                for job in group:
+                    job.written.set()
+            if len(group) < self.MOST:
+                return
 
 
 def _send(
@@ -759,7 +786,7 @@ def _send(
             if job.result.status == "sent":
                 # The channel sends no further message's body on this connection until
                 # this one is in the ledger: what a crash can repeat is one message.
-                return job.written.wait
+                return lambda: recorder.wait_written(job)
         return None
 
     def send_part(part: Sequence[_Job]) -> None:
