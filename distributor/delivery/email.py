@@ -20,10 +20,10 @@ The stages, each safe to run twice:
    last one it got accepted is in the ledger, so a crash leaves at most one message per
    connection sent but unrecorded (the one whose reply was in flight or being written).
    Outcomes: sent; deferred with the next attempt after a backoff with jitter, until
-   the deadline; failed with the server's reply. A 5.1.x refusal (the address does not exist) also
-   marks the subscriber bounced, so later runs skip them. A delivery the channel
-   skipped (it stopped after the server refused connection after connection) is
-   deferred without being charged the attempt its claim counted.
+   the deadline; failed with the server's reply. A 5.1.x refusal (the address does not
+   exist) also marks the subscriber bounced, so later runs skip them. A delivery the
+   channel skipped (it stopped after the server refused connection after connection)
+   is deferred without being charged the attempt its claim counted.
 4. `retry_deferred` re-sends deferred rows whose time has come, and rows a crashed
    worker left claimed.
 
