@@ -2,8 +2,10 @@
 
 A channel has one method, `send(envelopes, on_result=None) -> list[SendResult]`: one
 result per envelope, in the same order, classified as sent, temporary or permanent, each
-also handed to `on_result` the moment it is known (so the caller can record it at once:
-a crash then leaves next to nothing sent but unrecorded). The caller (the dispatch stage)
+also handed to `on_result` the moment it is known (so the caller can record it at once).
+`on_result` may return a callable that blocks until the result is recorded; an SMTP
+channel calls it before it sends the body of its next message on that connection, so a
+crash leaves at most one message per connection taken by the server but unrecorded. The caller (the dispatch stage)
 decides what a result means for the ledger and the subscriber; the channel never raises
 for a refused recipient or a lost connection.
 
@@ -44,17 +46,21 @@ class Envelope:
 class SendResult:
     """What happened to one envelope. `code` is the server's reply code (None when no
     server answered, e.g. the connection failed); `reply` is its text, or our account of
-    why there was none. Never holds a secret."""
+    why there was none. `skipped`: the channel did not try this envelope at all (it
+    stopped after the server refused connection after connection), so the result says
+    nothing about the recipient; always "temporary". Never holds a secret."""
 
     ref: str
     recipient: str
     outcome: Outcome
     code: int | None
     reply: str
+    skipped: bool = False
 
 
-# Called with each envelope's result as soon as it is known.
-ResultHook = Callable[[SendResult], None]
+# Called with each envelope's result as soon as it is known. It may return a callable
+# that blocks until the result is recorded (see the module docstring), or None.
+ResultHook = Callable[[SendResult], "Callable[[], object] | None"]
 
 
 class MailChannel(Protocol):
@@ -66,7 +72,9 @@ class MailChannel(Protocol):
         `envelopes` may be a generator, consumed one at a time (a batch's messages are
         built as they go out, never all held at once). `on_result`, when given, is called
         with each result as soon as it is known, in the calling thread, before the next
-        envelope is taken."""
+        envelope is taken. What it returns, when callable, is called before the next
+        message is committed (its body sent), so the caller can hold a message back
+        until the last accepted one is in its ledger."""
         ...
 
 

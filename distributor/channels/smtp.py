@@ -1,17 +1,41 @@
 """SMTP: the one place that touches an SMTP socket.
 
-`SmtpChannel.send(envelopes)` opens ONE connection (smtp:// with STARTTLS when offered,
+`SmtpChannel.send(envelopes)` opens a connection (smtp:// with STARTTLS when offered,
 or smtps:// with implicit TLS; AUTH when the URL has a user), sends each envelope on it,
 and returns one `SendResult` per envelope. It never raises for a refused recipient or a
 lost connection: it reports, and the dispatch stage decides (Mailman's split).
 
 Classification (`classify`, pure): 2xx sent; 4xx temporary; 552 temporary (many servers
 say 552 for "mailbox full", which clears; RFC 5321 even lets it be treated as 452);
-every other 5xx permanent. A failure to connect, greet, STARTTLS or log in says nothing
-about any recipient, so every envelope of that call is temporary. If the connection
-drops or times out mid-call, the envelopes already accepted stay sent and every other
-one is temporary: the one in flight may or may not have been taken, and a duplicate is
-the lesser harm than a lost edition.
+every other 5xx permanent. A failure to open the call's first connection (connect,
+greet, STARTTLS or log in) reaches no recipient, so every envelope of that call is
+temporary.
+
+One message at a time, answer by answer: the next message's MAIL FROM is written only
+once the previous message's final reply has been read and handed to `on_result`, never
+pipelined behind it; and when `on_result` returned a waiter (the caller's "recorded"),
+the next message's body is sent only after it returns. So when the process dies, the
+only message the server may hold without the caller's ledger knowing is one whose final
+reply was in flight or not yet recorded: at most one per open connection. The waiter
+runs while the next message is built and its envelope commands are answered, so it
+seldom blocks.
+
+A refusal is about its recipient. When the server says 421 or the connection drops in
+the middle of a call, only the envelope in flight is temporary (it may even have been
+taken); the channel opens a new connection and goes on with the envelopes not yet
+attempted. A loss before the server answered any command of a transaction (or a 421 to
+MAIL FROM, which is about the server, not the recipient) reaches no recipient: that
+envelope goes again on the new connection.
+
+A whole-server storm (every connection refused with 421, or dropped) must not become a
+reconnect loop. A connection that ends before answering any message is "fruitless";
+before each further one the channel waits `reconnect_pause` seconds, doubled per
+fruitless connection in a row, and after `fruitless_connections` in a row it stops: the
+envelopes not yet attempted come back `skipped` (temporary, never tried, so the caller
+charges them no attempt), and the channel rests for `storm_rest` seconds, during which
+every call on it (the other parallel parts of a batch, the next batches of a run) skips
+its envelopes without connecting. A call therefore opens at most the connections that
+answered something plus `fruitless_connections`.
 
 The password is held privately and never put in a result, an exception or a log line;
 replies from the server are scrubbed of it too, in case a server echoes what it got.
@@ -26,8 +50,10 @@ import re
 import smtplib
 import socket
 import ssl
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from distributor.channels.mail import Envelope, Outcome, ResultHook, SendResult
@@ -146,26 +172,50 @@ class _ConnectionFailed(Exception):
 
 
 class _ConnectionLost(Exception):
-    """The connection went away mid-call (dropped, timed out, or the server said 421)."""
+    """The connection went away mid-call (dropped, timed out, or the server said 421).
 
-    def __init__(self, code: int | None, reply: str) -> None:
+    `untouched`: the server answered no command of the envelope's transaction (or said
+    421 to MAIL FROM), so the envelope reached no recipient and may go on another
+    connection. `settled`: the envelope's own result, when the server had answered it
+    before the connection went (a refusal, then a failed RSET).
+    """
+
+    def __init__(self, code: int | None, reply: str, *, untouched: bool = False, settled: SendResult | None = None) -> None:
         super().__init__(reply)
         self.code = code
         self.reply = reply
+        self.untouched = untouched
+        self.settled = settled
 
 
 class SmtpChannel:
-    """Sends envelopes over SMTP, one connection per `send` call.
+    """Sends envelopes over SMTP, one connection at a time per `send` call.
 
     A channel holds no connection between calls, so one instance may serve several
-    threads at once, each call on its own connection.
+    threads at once, each call on its own connection; they share only the rest after a
+    storm.
     """
+
+    # Limits (declared here, read per instance so a test may lower the pauses):
+    # fruitless connections in a row (ended before answering any message) after which a
+    # call stops and skips the envelopes it has not attempted.
+    fruitless_connections = 3
+    # Seconds before the next connection after a fruitless one, doubled per further one
+    # in a row (1 s, 2 s). A connection lost after answering something is replaced at once.
+    reconnect_pause = 1.0
+    # Seconds the channel rests after a storm: calls skip their envelopes meanwhile. The
+    # skipped deliveries are deferred by the caller (minutes), so this only stops the
+    # batch's other parts and the run's next batches from each hammering the server.
+    storm_rest = 60.0
 
     def __init__(self, url: str, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self.target = parse_smtp_url(url)
         # Certificate checks on by default; tests pass a context trusting their own CA.
         self._ssl_context = ssl_context or ssl.create_default_context()
         self._secrets = _secret_forms(self.target)
+        self._storm_lock = threading.Lock()
+        self._resting_until = 0.0  # time.monotonic() until which calls skip (after a storm)
+        self._storm_reason = ""
 
     def __repr__(self) -> str:
         return f"SmtpChannel({self.target.describe()})"
@@ -173,52 +223,133 @@ class SmtpChannel:
     # --- the one I/O method ----------------------------------------------------------
 
     def send(self, envelopes: Iterable[Envelope], on_result: ResultHook | None = None) -> list[SendResult]:
-        """Send each envelope over one connection; one result per envelope, in order.
+        """Send each envelope, over as few connections as the server allows; one result
+        per envelope, in order.
 
         `envelopes` may be a generator: each is taken just before it is sent and dropped
         after, so a call holds one message in memory however many it sends. `on_result`
-        gets each result as soon as the server has answered, before the next envelope.
+        gets each result as soon as the server has answered, before the next envelope is
+        taken (and so before anything of the next message is written).
         """
         results: list[SendResult] = []
+        recording: list[Callable[[], object]] = []  # waiters for the caller's records
 
         def done(result: SendResult) -> None:
             results.append(result)
             if on_result is not None:
-                on_result(result)
+                waiter = on_result(result)
+                if callable(waiter):
+                    recording.append(waiter)
+
+        def recorded() -> None:
+            """Called before a message's body is sent: every earlier answer is recorded."""
+            while recording:
+                recording.pop()()
 
         pending = iter(envelopes)
-        first = next(pending, None)
-        if first is None:
+        carry = next(pending, None)  # the envelope to send next, already taken
+        if carry is None:
             return []
-        pending = itertools.chain((first,), pending)
-        try:
-            conn = self._open()
-        except _ConnectionFailed as failed:
-            log.warning("SMTP connection failed", extra={"server": self.target.describe(), "reason": failed.reply})
-            for envelope in pending:
-                done(self._result(envelope, "temporary", failed.code, failed.reply))
-            return results
-        lost: _ConnectionLost | None = None
+        opened = 0
+        fruitless = 0  # connections in a row that ended before answering any message
+        reason = ""
+        while carry is not None:
+            resting = self._resting()
+            if resting:
+                self._skip(carry, pending, done, resting)
+                break
+            if fruitless:
+                time.sleep(self.reconnect_pause * 2 ** (fruitless - 1))
+            try:
+                conn = self._open()
+            except _ConnectionFailed as failed:
+                if not opened and not fruitless:
+                    # The call's first connection: the server cannot be reached at all.
+                    log.warning("SMTP connection failed", extra={"server": self.target.describe(), "reason": failed.reply})
+                    for envelope in itertools.chain((carry,), pending):
+                        done(self._result(envelope, "temporary", failed.code, failed.reply))
+                    return results
+                fruitless, reason = fruitless + 1, failed.reply
+            else:
+                opened += 1
+                carry, answered, lost = self._deliver(conn, carry, pending, done, recorded)
+                if lost is None:
+                    break  # every envelope went
+                fruitless, reason = (0 if answered else fruitless + 1), lost
+                if carry is None:  # the envelope in flight took the loss; go on after it
+                    carry = next(pending, None)
+                if carry is not None:
+                    log.info(
+                        "SMTP connection lost mid-call; reconnecting",
+                        extra={"server": self.target.describe(), "reason": lost, "answered": answered, "fruitless": fruitless},
+                    )
+            if carry is not None and fruitless >= self.fruitless_connections:
+                why = self._storm(fruitless, reason)
+                self._skip(carry, pending, done, why)
+                break
+        return results
+
+    def _deliver(
+        self,
+        conn: smtplib.SMTP,
+        envelope: Envelope,
+        pending: Iterator[Envelope],
+        done: Callable[[SendResult], None],
+        recorded: Callable[[], None],
+    ) -> tuple[Envelope | None, int, str | None]:
+        """Send `envelope`, then the rest of `pending`, over `conn`; close it after.
+
+        Returns (carry, answered, lost): `lost` is None when every envelope went, else
+        the reason the connection ended; `carry` is the envelope to send on the next
+        connection (None when the one in flight took the loss itself); `answered`
+        counts the envelopes the server answered on this connection.
+        """
+        answered = 0
         pipelining = conn.has_extn("pipelining")
         try:
-            for envelope in pending:
+            while envelope is not None:
                 try:
-                    done(self._send_one(conn, envelope, pipelining))
+                    result = self._send_one(conn, envelope, pipelining, recorded)
                 except _ConnectionLost as exc:
+                    if exc.settled is not None:
+                        done(exc.settled)
+                        return None, answered + 1, exc.reply
+                    if exc.untouched:
+                        return envelope, answered, exc.reply
                     done(self._result(envelope, "temporary", exc.code, exc.reply))
-                    lost = exc
-                    break
+                    return None, answered, exc.reply
+                done(result)
+                answered += 1
+                envelope = next(pending, None)
+            return None, answered, None
         finally:
             _close(conn)
-        if lost is not None:
-            attempted = len(results)
-            for envelope in pending:
-                done(self._result(envelope, "temporary", None, f"not attempted: connection lost earlier ({lost.reply})"))
-            log.warning(
-                "SMTP connection lost mid-call",
-                extra={"server": self.target.describe(), "attempted": attempted, "not_attempted": len(results) - attempted},
-            )
-        return results
+
+    # --- after a storm -----------------------------------------------------------------
+
+    def _storm(self, fruitless: int, reason: str) -> str:
+        """Start resting; the reason given to the envelopes skipped for it."""
+        why = (
+            f"not attempted: {fruitless} connections in a row to {self.target.host}:{self.target.port} "
+            f"ended before any message was answered (last: {reason}); resting {self.storm_rest:g} s"
+        )
+        with self._storm_lock:
+            self._resting_until = max(self._resting_until, time.monotonic() + self.storm_rest)
+            self._storm_reason = why
+        log.warning(
+            "SMTP server refuses every connection; resting",
+            extra={"server": self.target.describe(), "fruitless": fruitless, "reason": reason, "rest_seconds": self.storm_rest},
+        )
+        return why
+
+    def _resting(self) -> str:
+        """While resting after a storm: the reason to skip envelopes with; else ""."""
+        with self._storm_lock:
+            return self._storm_reason if time.monotonic() < self._resting_until else ""
+
+    def _skip(self, carry: Envelope, pending: Iterator[Envelope], done: Callable[[SendResult], None], why: str) -> None:
+        for envelope in itertools.chain((carry,), pending):
+            done(SendResult(envelope.ref, envelope.recipient, "temporary", None, why, skipped=True))
 
     # --- inside a connection ---------------------------------------------------------
 
@@ -255,17 +386,20 @@ class SmtpChannel:
             _close(conn)
             raise _ConnectionFailed(None, self._scrub(f"{step} to {t.host}:{t.port} failed: {_describe(exc)}")) from None
 
-    def _send_one(self, conn: smtplib.SMTP, envelope: Envelope, pipelining: bool) -> SendResult:
-        """One transaction: MAIL, RCPT, DATA, then the message.
+    def _send_one(self, conn: smtplib.SMTP, envelope: Envelope, pipelining: bool, recorded: Callable[[], None]) -> SendResult:
+        """One transaction: MAIL, RCPT, DATA, then the message, then its final reply.
 
         With PIPELINING (RFC 2920) the three commands go out in one write and their
         replies are read in order: two round trips a message instead of four, which is
-        most of the time a message takes on a relay across a network.
+        most of the time a message takes on a relay across a network. Nothing of the
+        next message is written before this one's final reply is read, and its body
+        (which commits it) waits for `recorded()`.
         """
         try:
             lines = _command_lines(envelope)
         except ValueError as refused:
             return self._result(envelope, "permanent", None, str(refused))
+        answered = False  # has the server answered a command of this transaction?
         try:
             if pipelining:
                 conn.send(b"".join(lines))
@@ -275,33 +409,38 @@ class SmtpChannel:
                     conn.send(line)
                 code, text = conn.getreply()
                 if code == 421:
-                    raise _ConnectionLost(code, self._scrub(_reply(code, text)))
+                    # 421 to MAIL FROM is about the server (or the sender): no recipient
+                    # was named yet, so the envelope may go on the next connection.
+                    raise _ConnectionLost(code, self._scrub(_reply(code, text)), untouched=not answered)
+                answered = True
                 if code not in accepted and refusal is None:
                     refusal = (step, code, text)
                     if not pipelining:
                         break
             if refusal is not None:
-                if pipelining and code == 354:
-                    # The server took DATA although MAIL or RCPT failed: end that empty
-                    # message at once (RFC 2920 section 3.1); the body is never sent.
-                    conn.send(b".\r\n")
-                    conn.getreply()
-                return self._refused(conn, envelope, *refusal)
+                return self._refused(conn, envelope, pipelining and code == 354, *refusal)
+            recorded()
             conn.send(dot_stuff(envelope.data))
             code, text = conn.getreply()
         except (OSError, smtplib.SMTPException) as exc:  # SMTPServerDisconnected, timeouts, resets
-            raise _ConnectionLost(None, self._scrub(f"connection lost: {_describe(exc)}")) from None
+            raise _ConnectionLost(None, self._scrub(f"connection lost: {_describe(exc)}"), untouched=not answered) from None
         if code == 421:
             raise _ConnectionLost(code, self._scrub(_reply(code, text)))
         return self._result(envelope, classify(code), code, self._scrub(_reply(code, text)))
 
-    def _refused(self, conn: smtplib.SMTP, envelope: Envelope, step: str, code: int, text: bytes) -> SendResult:
+    def _refused(self, conn: smtplib.SMTP, envelope: Envelope, data_open: bool, step: str, code: int, text: bytes) -> SendResult:
         """The result of a refused command; the transaction is reset for the next envelope."""
         result = self._result(envelope, classify(code), code, self._scrub(_reply(code, text)))
         try:
+            if data_open:
+                # The server took DATA although MAIL or RCPT failed: end that empty
+                # message at once (RFC 2920 section 3.1); the body is never sent.
+                conn.send(b".\r\n")
+                conn.getreply()
             conn.rset()
         except (OSError, smtplib.SMTPException) as exc:
-            raise _ConnectionLost(None, self._scrub(f"connection lost after {step} refusal: {_describe(exc)}")) from None
+            # The refusal stands; only the connection is gone.
+            raise _ConnectionLost(None, self._scrub(f"connection lost after {step} refusal: {_describe(exc)}"), settled=result) from None
         return result
 
     # --- helpers ---------------------------------------------------------------------

@@ -19,13 +19,16 @@ The stages, each safe to run twice:
 3. Each claimed row is rendered through its variant (rendered and CSS-inlined once per
    process and variant, then filled per recipient cheaply), sent through the mail
    channel over a few connections in parallel, and its outcome written back as soon as
-   the server has answered (within milliseconds, several results to a write, so a crash
-   leaves next to nothing sent but unrecorded): sent; deferred with the next attempt
-   after a backoff with jitter, until the deadline;
-   failed with the server's reply. A 5.1.x refusal (the address does not exist) also
-   marks the subscriber bounced, so later runs skip them.
+    the server has answered; a connection sends its next message's body only once the
+    last one it got accepted is in the ledger, so a crash leaves at most one message per
+    connection sent but unrecorded (the one whose reply was in flight or being written).
+    Outcomes: sent; deferred with the next attempt after a backoff with jitter, until
+    the deadline; failed with the server's reply. A 5.1.x refusal (the address does not
+    exist) also marks the subscriber bounced, so later runs skip them. A delivery the
+    channel skipped (it stopped after the server refused connection after connection)
+    is deferred without being charged the attempt its claim counted.
 4. `retry_deferred` re-sends deferred rows whose time has come, and rows a dead
-   sender's expired lease left claimed.
+    sender's expired lease left claimed.
 
 Run status belongs to the engine (engine.mark_sending / finish_if_done); this module
 only reads the run and writes deliveries and bounced subscribers.
@@ -48,6 +51,8 @@ from typing import Iterable, Iterator, Sequence
 from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from distributor.channels.mail import Envelope, MailChannel, SendResult, mail_channel
 from distributor.channels.smtp import is_bad_address
@@ -206,6 +211,9 @@ class Decision:
     reply: str
     next_attempt_at: datetime | None = None
     bounce: bool = False  # the subscriber's address is bad: mark them bounced
+    # False when nothing was tried for this delivery (the channel skipped it): the
+    # attempt its claim counted is given back.
+    charged: bool = True
 
 
 def decide(
@@ -221,7 +229,9 @@ def decide(
     """The caller's half of Mailman's split: the channel classified, this decides.
 
     sent -> sent; permanent -> failed (a bounce when the reply says 5.1.x); temporary ->
-    deferred until the next attempt, or failed once the deadline has come.
+    deferred until the next attempt, or failed once the deadline has come. A skipped
+    result (never tried) is deferred uncharged: `attempts` counts the claim's attempt,
+    which is given back, and the wait is the one the last real attempt earned.
     """
     reply = _kept(result.reply)
     if result.outcome == "sent":
@@ -229,7 +239,10 @@ def decide(
     if result.outcome == "permanent":
         return Decision("failed", reply, bounce=is_bad_address(result))
     if now >= deadline:
-        return Decision("failed", _kept(f"deadline passed, last reply: {reply}"))
+        return Decision("failed", _kept(f"deadline passed, last reply: {reply}"), charged=not result.skipped)
+    if result.skipped:
+        wait = backoff(max(attempts - 1, 1), salt, first=first, most=most)
+        return Decision("deferred", reply, next_attempt_at=min(now + wait, deadline), charged=False)
     return Decision("deferred", reply, next_attempt_at=min(now + backoff(attempts, salt, first=first, most=most), deadline))
 
 
@@ -462,6 +475,8 @@ class _Job:
     rendered: object = None
     result: Decision | None = field(default=None)
     started: bool = False  # handed to the channel: it may have reached the server
+    # Set once the ledger write of `result` has been tried (see _Recorder).
+    written: threading.Event = field(default_factory=threading.Event)
 
 
 def _claim(store: Store, run_id: int, first_id: int, last_id: int, holder: str, now: datetime, lease: timedelta) -> int:
@@ -514,33 +529,51 @@ def _claimed(store: Store, run_id: int, first_id: int, last_id: int, token: str,
     ]
 
 
-def _record(store: Store, token: str, now: datetime, jobs: Sequence[_Job], report: BatchReport) -> None:
+# The ledger write of decided jobs, built once: it runs about once per message sent, and
+# building the statement cost three times what executing it does.
+_RECORD = (
+    update(_D)
+    .where(_D.c.id == bindparam("b_id"), _D.c.claim == bindparam("b_claim"))
+    .values(
+        status=bindparam("b_status"),
+        reply=bindparam("b_reply"),
+        next_attempt_at=bindparam("b_next", type_=_D.c.next_attempt_at.type),
+        attempts=_D.c.attempts - bindparam("b_refund"),
+        claim=None,
+        lease_expires_at=None,
+        updated_at=bindparam("b_now", type_=_D.c.updated_at.type),
+    )
+)
+
+
+def _record(
+    store: Store, token: str, now: datetime, jobs: Sequence[_Job], report: BatchReport, *, connection: Connection | None = None
+) -> None:
     """Write decided jobs back in one transaction: one executemany UPDATE, plus bounces.
 
     The holder id guards each row: if our lease lapsed and the row was taken over, the
-    new holder's record is not overwritten.
+    new holder's record is not overwritten. An uncharged decision gives back the attempt
+    the claim counted. With `connection` (the recorder's own, held for a batch) the
+    write skips a session and a pool checkout: it runs once per message.
     """
     decided = [j for j in jobs if j.result is not None]
     if not decided:
         return
-    statement = (
-        update(_D)
-        .where(_D.c.id == bindparam("b_id"), _D.c.claim == token)
-        .values(
-            status=bindparam("b_status"),
-            reply=bindparam("b_reply"),
-            next_attempt_at=bindparam("b_next", type_=_D.c.next_attempt_at.type),
-            claim=None,
-            lease_expires_at=None,
-            updated_at=now,
-        )
-    )
     bounced = sorted({j.subscriber_id for j in decided if j.result.bounce})
-    with store.session() as session:
+
+    def write(session: Session | Connection) -> None:
         session.execute(
-            statement,
+            _RECORD,
             [
-                {"b_id": j.delivery_id, "b_status": j.result.status, "b_reply": j.result.reply, "b_next": j.result.next_attempt_at}
+                {
+                    "b_id": j.delivery_id,
+                    "b_claim": token,
+                    "b_now": now,
+                    "b_status": j.result.status,
+                    "b_reply": j.result.reply,
+                    "b_next": j.result.next_attempt_at,
+                    "b_refund": 0 if j.result.charged else 1,
+                }
                 for j in decided
             ],
         )
@@ -551,6 +584,17 @@ def _record(store: Store, token: str, now: datetime, jobs: Sequence[_Job], repor
                 .values(status="bounced", status_changed_at=now)
             )
             report.bounced += changed.rowcount or 0
+
+    if connection is None:
+        with store.session() as session:
+            write(session)
+    else:
+        try:
+            write(connection)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
     for job in decided:
         setattr(report, job.result.status, getattr(report, job.result.status) + 1)
     note_progress(store, {j.run_id for j in decided})
@@ -668,19 +712,21 @@ def _send_claimed(
 
 
 class _Recorder:
-    """Writes decided jobs to the ledger from its own thread, as soon as they are decided.
+    """Writes decided jobs to the ledger as soon as they are decided.
 
     A message the server accepted but the ledger does not yet say was sent is what a
-    crash turns into a duplicate (the lease expires and the row is sent again), so
-    results are written within LINGER of their answer, not once per connection (up to
-    250 messages later). The sending threads only hand jobs over and never wait for the
-    database; what arrives within LINGER goes out in one executemany, so a fast relay
-    costs one write per few dozen messages instead of one per message.
+    crash turns into a duplicate (the lease expires and the row is sent again). So
+    the channel, having handed over a sent job, waits for its write (`wait_written`)
+    before it sends the next message's body. The waiting sender writes it itself,
+    together with every job handed in meanwhile (the connections working in parallel
+    hand theirs in while each builds its next message), so they share one write (group
+    commit) and no thread switch stands between a connection and its next message; a
+    sender that finds another one writing waits for that write and then writes what is
+    left. Jobs nobody waits for (refusals, deferrals) are written by a background
+    thread within LINGER.
     """
 
-    _STOP = object()
-    # Longest a decided job waits to be written with others: the most a crash can leave
-    # unrecorded (and so sent twice) is what the relay accepts in this time.
+    # Longest a decided job waits to be written when no connection needs it sooner.
     LINGER = 0.02
     # Most jobs in one write: bounds a statement's size.
     MOST = 500
@@ -689,43 +735,79 @@ class _Recorder:
         self.store, self.token, self.now, self.report = store, token, now, report
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._unwritten: list[_Job] = []  # jobs whose write failed; tried again at close
-        self._thread = threading.Thread(target=self._run, name="ledger", daemon=True)
+        self._writer = threading.Lock()  # one write at a time, by whoever needs it
+        self._connection: Connection | None = None  # used under _writer only
+        self._handed_in = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._linger, name="ledger", daemon=True)
         self._thread.start()
 
     def put(self, job: _Job) -> None:
         self._queue.put(job)
+        self._handed_in.set()
+
+    def wait_written(self, job: _Job) -> None:
+        """Return once `job` (already put) has had its write, writing it if need be."""
+        if job.written.is_set():
+            return
+        with self._writer:
+            if not job.written.is_set():
+                self._write_waiting()
 
     def close(self) -> None:
         """Write what is left; raise if some results could not be written."""
-        self._queue.put(self._STOP)
+        self._stopping = True
+        self._handed_in.set()
         self._thread.join()
+        with self._writer:
+            self._write_waiting()
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
         if self._unwritten:
             # One more try from the caller's thread; a failure now propagates (the task
             # is retried, and the rows stay claimed until their lease expires).
             _record(self.store, self.token, self.now, self._unwritten, self.report)
 
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            if item is self._STOP:
+    def _linger(self) -> None:
+        while not self._stopping:
+            self._handed_in.wait()
+            if self._stopping:
                 break
-            group = [item]
-            deadline = time.monotonic() + self.LINGER
+            time.sleep(self.LINGER)
+            with self._writer:
+                # Cleared before the drain: a job handed in after it sets it again.
+                self._handed_in.clear()
+                self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        """Write every job handed in so far (call with _writer held)."""
+        while True:
+            group: list[_Job] = []
             while len(group) < self.MOST:
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    group.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-                if item is self._STOP:
-                    stop = True
-                    break
-                group.append(item)
+            if not group:
+                return
             try:
-                _record(self.store, self.token, self.now, group, self.report)
+                if self._connection is None:
+                    self._connection = self.store.engine.connect()
+                _record(self.store, self.token, self.now, group, self.report, connection=self._connection)
             except Exception:  # noqa: BLE001 - retried once more in close()
                 log.exception("could not record email results; will try again", extra={"jobs": len(group)})
                 self._unwritten.extend(group)
+                if self._connection is not None:  # it may be broken: the next write opens another
+                    self._connection.close()
+                    self._connection = None
+            finally:
+                # Even after a failed write: a sender must not wait forever on a
+                # database that is down (the results are tried again at close).
+                for job in group:
+                    job.written.set()
+            if len(group) < self.MOST:
+                return
 
 
 def _send(
@@ -780,10 +862,15 @@ def _send(
             job.started = True
             yield Envelope(sender=sender, recipient=job.email, data=data, ref=f"{run.id}-{job.subscriber_id}")
 
-    def on_result(result: SendResult) -> None:
+    def on_result(result: SendResult):  # noqa: ANN202 - a waiter or None
         job = by_ref.get(result.ref)
         if job is not None and job.result is None:
             settle(job, result)
+            if job.result.status == "sent":
+                # The channel sends no further message's body on this connection until
+                # this one is in the ledger: what a crash can repeat is one message.
+                return lambda: recorder.wait_written(job)
+        return None
 
     def send_part(part: Sequence[_Job]) -> None:
         try:

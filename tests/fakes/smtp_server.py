@@ -8,7 +8,8 @@
 - can be told to answer a given reply (421, 451, 550 5.1.1, 552, ...) at MAIL, RCPT or
   DATA, for one address or for the Nth transaction, every time or a number of times:
   `server.fail("550 5.1.1 no such user", at="RCPT", address="x@example.com")`;
-  a 421 is answered and the connection then closed, as real servers do;
+  a 421 is answered and the connection then closed, as real servers do; the reply
+  `DROP` closes the connection at that command without any reply;
 - can drop the connection without any reply at the DATA of the message after the next
   N accepted ones (`server.drop_after(n)`), the message not recorded;
 - can hold back the reply to every DATA after the next N accepted messages
@@ -19,6 +20,13 @@
 - can be stopped and started again on the same port (`server.stop()`, `server.start()`,
   or `with server.down(): ...`), so a client finds it refusing connections meanwhile;
 - answers every DATA `server.slow` seconds late (0 by default), like a distant MTA;
+- records the order of the commands it handles (`server.commands`: connection, verb,
+  argument, and how many bytes the client had already sent past the command when it was
+  handled), so a test can see whether a client sent anything past the end of a
+  message before its reply (`server.sent_past_unanswered_data()`);
+- calls `server.on_data(fn)`'s `fn(connection)` when a message's data has been read,
+  before answering it (in the server's thread), so a test can check the state of the
+  world at the moment a client commits a message;
 - advertises PIPELINING when built with `pipelining=True`;
 - speaks STARTTLS, implicit TLS and AUTH when built with a certificate and credentials
   (`tls_files()` makes a throwaway self-signed certificate with the openssl command).
@@ -59,6 +67,22 @@ class Received:
     connection: int  # 1 for the first connection the server saw, 2 for the next, ...
     tls: bool
     login: str | None
+
+
+# A rule's reply that closes the connection at that command without answering.
+DROP = "drop"
+
+
+@dataclass
+class Command:
+    """One command the server handled, in the order it handled them."""
+
+    connection: int
+    verb: str  # MAIL, RCPT, or DATA (recorded when the message's data has been read)
+    argument: str
+    # Bytes the client had already sent past this command when the server handled it: a
+    # client that waits for each reply has sent nothing past the end of a message's data.
+    sent_ahead: int
 
 
 @dataclass
@@ -118,8 +142,10 @@ class FakeSmtpServer:
         self.implicit_tls = implicit_tls
         self.credentials = credentials
         self.messages: list[Received] = []
+        self.commands: list[Command] = []
         self.rules: list[Rule] = []
         self.slow = 0.0  # seconds each DATA reply waits
+        self._on_data = None
         self.connections = 0
         self.transactions = 0
         self.logins: list[str] = []
@@ -203,6 +229,11 @@ class FakeSmtpServer:
             self.rules.append(rule)
         return rule
 
+    def on_data(self, fn) -> None:  # noqa: ANN001 - a callable(connection number)
+        """Call `fn(connection)` when a message's data has been read, before answering it
+        (None: stop)."""
+        self._on_data = fn
+
     def drop_after(self, count: int) -> None:
         """Accept `count` more messages, then drop the connection, without a reply, at the
         end of the next message's DATA (that message is not recorded). Happens once."""
@@ -242,6 +273,18 @@ class FakeSmtpServer:
     def received_by(self, address: str) -> list[Received]:
         return [m for m in self.messages if address.lower() in {r.lower() for r in m.rcpt_tos}]
 
+    def sent_past_unanswered_data(self) -> list[Command]:
+        """The ends of message data past which the client had already sent more (its next
+        MAIL FROM, say) before the server answered: a message pipelined behind another."""
+        with self._lock:
+            return [c for c in self.commands if c.verb == "DATA" and c.sent_ahead]
+
+    def _log(self, server: SMTP, verb: str, argument: str) -> None:
+        reader = getattr(server, "_reader", None)
+        ahead = len(getattr(reader, "_buffer", b"")) if reader is not None else 0
+        with self._lock:
+            self.commands.append(Command(getattr(server, "connection_number", 0), verb, argument, ahead))
+
     # --- aiosmtpd handler hooks ------------------------------------------------------
 
     def _connected(self) -> int:
@@ -258,6 +301,7 @@ class FakeSmtpServer:
         return responses
 
     async def handle_MAIL(self, server: SMTP, session, envelope, address: str, mail_options: list) -> str:  # noqa: ANN001
+        self._log(server, "MAIL", address)
         with self._lock:
             self.transactions += 1
             envelope.number = self.transactions
@@ -266,6 +310,7 @@ class FakeSmtpServer:
         return await self._answer(server, "MAIL", [address], envelope.number, "250 OK")
 
     async def handle_RCPT(self, server: SMTP, session, envelope, address: str, rcpt_options: list) -> str:  # noqa: ANN001
+        self._log(server, "RCPT", address)
         status = await self._answer(server, "RCPT", [address], getattr(envelope, "number", 0), "250 OK")
         if status.startswith("2"):
             envelope.rcpt_tos.append(address)
@@ -273,6 +318,9 @@ class FakeSmtpServer:
         return status
 
     async def handle_DATA(self, server: SMTP, session, envelope) -> str:  # noqa: ANN001
+        self._log(server, "DATA", ",".join(envelope.rcpt_tos))
+        if self._on_data is not None:
+            self._on_data(getattr(server, "connection_number", 0))
         with self._lock:
             drop = self._drop_at is not None and len(self.messages) >= self._drop_at
             if drop:
@@ -325,6 +373,9 @@ class FakeSmtpServer:
                 rule.used += 1
         if rule is None:
             return default
+        if rule.reply == DROP:
+            server.transport.abort()
+            raise asyncio.CancelledError("fake server dropped the connection")
         if rule.reply.startswith("421"):
             # 421 means "closing the transmission channel": answer, then hang up.
             await server.push(rule.reply)

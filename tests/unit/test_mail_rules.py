@@ -161,6 +161,24 @@ def test_decide(result, now, status, bounce, deferred):
         assert now < decision.next_attempt_at <= DEADLINE  # never scheduled past the deadline
 
 
+def test_a_skipped_delivery_is_deferred_without_being_charged():
+    skipped = SendResult("1-1", "reader@example.com", "temporary", None, "not attempted: storm", skipped=True)
+    refused = _result("temporary", 421, "421 4.7.0 busy")
+    # Third claim of the row: two real attempts before this one.
+    charged = dispatch.decide(refused, attempts=3, deadline=DEADLINE, now=NOW, salt="9")
+    uncharged = dispatch.decide(skipped, attempts=3, deadline=DEADLINE, now=NOW, salt="9")
+    assert (charged.status, charged.charged) == ("deferred", True)
+    assert (uncharged.status, uncharged.charged) == ("deferred", False)
+    # The wait is the one the last real attempt earned (the second), not a longer one.
+    assert uncharged.next_attempt_at == NOW + dispatch.backoff(2, "9")
+    assert charged.next_attempt_at == NOW + dispatch.backoff(3, "9")
+    # A row never tried yet still waits the first backoff.
+    assert dispatch.decide(skipped, attempts=1, deadline=DEADLINE, now=NOW, salt="9").next_attempt_at == NOW + dispatch.backoff(1, "9")
+    # At the deadline it fails like any other, still uncharged.
+    late = dispatch.decide(skipped, attempts=3, deadline=DEADLINE, now=DEADLINE, salt="9")
+    assert (late.status, late.charged) == ("failed", False)
+
+
 def test_split_parts():
     assert dispatch.split_parts(0) == []
     assert dispatch.split_parts(7) == [(0, 7)]  # a handful: one connection
