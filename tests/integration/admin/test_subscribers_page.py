@@ -247,3 +247,40 @@ def test_an_import_reports_its_progress_chunk_by_chunk(settings, store):
     mailing = [s for s in seen if s[0] == "mailing"]
     assert storing == [("storing", 0, 1100), ("storing", 500, 1100), ("storing", 1000, 1100), ("storing", 1100, 1100)]
     assert [done for _, done, _ in mailing] == list(range(100, 1101, 100)) and seen.index(mailing[0]) > seen.index(storing[-1])
+
+
+def test_a_running_job_page_refreshes_itself_until_the_job_ends(settings, store):
+    """The page of a job still running: its bar, the hook admin.js polls, and the meta
+    refresh for browsers without JS; once done, neither (the job's work waits on an event,
+    so "running" is a state the test holds, not a race)."""
+    import threading
+
+    from distributor import operators
+    from distributor.web.admin.jobs import Jobs, progress_of
+    from distributor.web.app import create_app
+    from tests.fakes.webserver import serve
+    from tests.integration.admin.conftest import PASSWORD, sign_in
+
+    operators.add(store, "admin", "admin", PASSWORD)
+    app = create_app(settings, store)
+    app.state.admin_jobs = Jobs()
+    release = threading.Event()
+
+    def work(job):  # noqa: ANN001, ANN202
+        progress_of(job)("storing", 250, 1000)
+        release.wait()
+        return subscribers.import_text(settings, store, "late@example.org\n", confirmed=True)
+
+    with serve(app) as client:
+        admin = sign_in(str(client.base_url), "admin")
+        job, thread = app.state.admin_jobs.start("import", "admin", "held.csv", work)
+        path = f"/admin/subscribers/import/{job.id}"
+        running = admin.get(path).text
+        assert '<meta http-equiv="refresh"' in running and 'data-live="yes"' in running
+        assert '<progress max="100" value="25"' in running
+        assert admin.get(path + ".json").json()["job"] == {**job.as_dict(), "percent": 25, "status": "running"}
+        release.set()
+        thread.join()
+        done = admin.get(path).text
+        assert '<meta http-equiv="refresh"' not in done and 'data-live="no"' in done and "1 added" in done
+        admin.close()
