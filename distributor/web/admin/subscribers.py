@@ -99,7 +99,7 @@ async def export(request: Request, status: str = Query("", max_length=16), sessi
     return StreamingResponse(
         subscribers.export_rows(store, status=status or None),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
     )
 
 

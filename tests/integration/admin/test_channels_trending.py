@@ -168,6 +168,9 @@ def test_editors_pin_and_unpin_viewers_cannot(clients, console, settings):
     waiting = editor.post("/admin/trending/pin", data={"csrf_token": token_of(editor), "target": "https://www.example.com/not-yet"})
     assert "the pin applies when it arrives" in editor.get(waiting.headers["location"]).text
     assert viewer.post("/admin/trending/unpin", data={"csrf_token": token_of(viewer), "target": article.url}).status_code == 403
+    assert editor.post("/admin/trending/unpin", data={"csrf_token": "forged", "target": article.url}).status_code == 403
+    assert editor.post("/admin/trending/pin", data={"csrf_token": token_of(editor), "target": "  "}).status_code == 303
+    assert len(pins(store)) == 2  # a blank target pins nothing
     unpinned = editor.post("/admin/trending/unpin", data={"csrf_token": token_of(editor), "target": article.url})
     assert unpinned.status_code == 303 and pins(store) == ["https://www.example.com/not-yet"]
     missing = editor.post("/admin/trending/unpin", data={"csrf_token": token_of(editor), "target": article.url})

@@ -232,7 +232,7 @@ def test_an_admin_exports_csv_with_formula_guard(clients, console, settings, sta
     add(settings, store, "b@example.org")
     answer = clients["admin"].get("/admin/subscribers/export.csv", params={"status": status} if status else {})
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
-    assert "attachment" in answer.headers["content-disposition"]
+    assert "attachment" in answer.headers["content-disposition"] and answer.headers["x-content-type-options"] == "nosniff"
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     assert [r["email"] for r in rows] == (["a@example.org"] if status else ["a@example.org", "b@example.org"])
     assert rows[0]["name"] == "'=HYPERLINK(1)"
