@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Sequence, TextIO
+from typing import Callable, Iterable, Iterator, Literal, Sequence, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -966,6 +966,13 @@ def _read_import(settings: Settings, text: str, report: ImportReport) -> list[_I
     return rows
 
 
+# An import reports its progress as (stage, done, total): "storing" rows, then "mailing"
+# confirmation emails. Called after each chunk, from the importing thread.
+ImportProgress = Callable[[str, int, int], None]
+IMPORT_CHUNK = 500
+CONFIRMATION_BATCH = 100
+
+
 def import_csv(
     settings: Settings,
     store: Store,
@@ -974,6 +981,7 @@ def import_csv(
     confirmed: bool,
     now: datetime | None = None,
     send: bool = True,
+    progress: ImportProgress | None = None,
 ) -> ImportReport:
     """Import a CSV list: bad rows reported with line numbers, the rest stored.
 
@@ -1000,13 +1008,39 @@ def import_csv(
     except OSError as exc:
         report.fatal = f"{path}: {exc.strerror or exc}"
         return report
+    return import_text(settings, store, text, confirmed=confirmed, now=now, send=send, progress=progress, report=report)
+
+
+def decode_upload(data: bytes, name: str = "the file") -> str:
+    """An uploaded CSV's text (UTF-8, a byte-order mark dropped); ValueError naming the byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not UTF-8 text (byte {exc.start}); save the file as UTF-8 CSV") from None
+
+
+def import_text(
+    settings: Settings,
+    store: Store,
+    text: str,
+    *,
+    confirmed: bool,
+    now: datetime | None = None,
+    send: bool = True,
+    progress: ImportProgress | None = None,
+    report: ImportReport | None = None,
+) -> ImportReport:
+    """`import_csv` of CSV text already read (the console's uploads)."""
+    report = report if report is not None else ImportReport()
     rows = _read_import(settings, text, report)
     if report.fatal:
         return report
     moment = _now(now)
     pending: list[Subscriber] = []
-    for start in range(0, len(rows), 500):
-        chunk = rows[start : start + 500]
+    if progress:
+        progress("storing", 0, len(rows))
+    for start in range(0, len(rows), IMPORT_CHUNK):
+        chunk = rows[start : start + IMPORT_CHUNK]
         with store.session() as session:
             existing = {
                 email.lower(): status
@@ -1033,15 +1067,19 @@ def import_csv(
                 report.added.append(row.email)
                 if row.status == "pending":
                     pending.append(_value(row))
+        if progress:
+            progress("storing", start + len(chunk), len(rows))
     report.errors.sort()
     if send and pending:
-        for start in range(0, len(pending), 100):
-            batch = pending[start : start + 100]
+        for start in range(0, len(pending), CONFIRMATION_BATCH):
+            batch = pending[start : start + CONFIRMATION_BATCH]
             for subscriber, result in zip(batch, send_confirmations(settings, batch, now=moment), strict=True):
                 if result.outcome == "sent":
                     report.confirmations += 1
                 else:
                     report.confirmation_failures.append((subscriber.email, result.reply))
+            if progress:
+                progress("mailing", start + len(batch), len(pending))
     return report
 
 

@@ -8,7 +8,6 @@ them as telegram.json).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import typer
 
@@ -122,23 +121,11 @@ def channels_status(as_json: bool = typer.Option(False, "--json")) -> None:
 @channels_app.command("test")
 def channels_test(channel: str = typer.Argument(..., help="Channel name from the config.")) -> None:
     """Send a short test message to a channel (through the rate limit; outbox without a token)."""
-    from distributor.delivery.telegram import channel_state, deliver, sender_for
-    from distributor.render.telegram import BotCall, escape_text
+    from distributor.delivery.telegram import send_test_message
 
     s = settings()
     _known(channel)
-    store = open_store()
-    state = channel_state(s, store, channel)
-    stamp = datetime.now(timezone.utc).astimezone(s.tz).strftime("%Y-%m-%d %H:%M %Z")
-    call = BotCall(
-        "sendMessage",
-        {
-            "text": f"<b>{escape_text(s.site.name)}</b>: test message from distributor ({escape_text(stamp)})",
-            "parse_mode": "HTML",
-            "disable_notification": True,
-        },
-    )
-    result, chat_id = deliver(s, store, sender_for(s), channel, state.chat_id, call)
+    result, chat_id = send_test_message(s, open_store(), channel)
     if result.ok:
         typer.echo(f"{channel}: test message sent to {chat_id} (message {','.join(map(str, result.message_ids))})")
         return

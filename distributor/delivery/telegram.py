@@ -292,6 +292,23 @@ def deliver(
         return result, chat_id
 
 
+def send_test_message(settings: Settings, store: Store, channel: str, *, now: datetime | None = None) -> tuple[TelegramResult, str]:
+    """A short, silent test message to a channel through the normal path (shared rate
+    limit, outbox files without a token); nothing is written to the ledger. (result, chat id)."""
+    moment = now or utcnow()
+    state = channel_state(settings, store, channel)
+    stamp = moment.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M %Z")
+    call = BotCall(
+        "sendMessage",
+        {
+            "text": f"<b>{render.escape_text(settings.site.name)}</b>: test message from distributor ({render.escape_text(stamp)})",
+            "parse_mode": "HTML",
+            "disable_notification": True,
+        },
+    )
+    return deliver(settings, store, sender_for(settings), channel, state.chat_id, call)
+
+
 # --- the ledger -----------------------------------------------------------------------
 
 
@@ -899,3 +916,21 @@ def attention(store: Store, limit: int = 20) -> list[dict]:
             }
             for row, key in rows
         ]
+
+
+def last_posts(store: Store) -> dict[str, dict]:
+    """Each channel's latest post row: its status, when, and what it was (article or run)."""
+    with store.session() as session:
+        latest = select(TelegramPostRow.channel, func.max(TelegramPostRow.id).label("id")).group_by(TelegramPostRow.channel).subquery()
+        rows = session.scalars(select(TelegramPostRow).join(latest, latest.c.id == TelegramPostRow.id))
+        return {
+            row.channel: {
+                "status": row.status,
+                "at": row.posted_at or row.created_at,
+                "target": f"run {row.run_id}" if row.run_id is not None else f"article {row.article_id}",
+                "run_id": row.run_id,
+                "error": row.error,
+                "message_ids": list(row.message_ids or ()),
+            }
+            for row in rows
+        }

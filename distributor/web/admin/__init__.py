@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import FileResponse, RedirectResponse
 
-from distributor.web.admin import auth, overview, preview, runs, schedules, sources
+from distributor.web.admin import auth, channels, overview, preview, runs, schedules, sources, subscribers, trending
 from distributor.web.admin.render import TEMPLATES
 
 # Our own files only (CSP: 'self'); names are fixed so no path from a request is opened.
@@ -17,7 +17,7 @@ STATIC = {"admin.css": "text/css", "admin.js": "text/javascript"}
 
 
 def mount(app: FastAPI) -> None:
-    for module in (auth, overview, preview, runs, schedules, sources):
+    for module in (auth, overview, preview, runs, schedules, subscribers, channels, sources, trending):
         app.include_router(module.router, include_in_schema=False)
     router = APIRouter(prefix="/admin", include_in_schema=False)
 

@@ -40,4 +40,36 @@
   if (document.querySelector(".progress")) {
     setInterval(tick, seconds * 1000);
   }
+
+  // Background jobs (CSV imports): a box with data-job and data-url (the job's JSON twin)
+  // shows {job: {percent, stage, done, total, status}}; when the job ends the page is
+  // reloaded once to show its report. Without JS the page's meta refresh does the same.
+  function refreshJob(box) {
+    fetch(box.getAttribute("data-url"), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) {
+        if (!data || !data.job) return;
+        var j = data.job;
+        var bar = box.querySelector("progress");
+        bar.value = j.percent;
+        bar.setAttribute("aria-label", "Job " + j.percent + " % done");
+        box.querySelector(".percent").textContent = j.percent;
+        box.querySelector(".stage").textContent = j.stage;
+        box.querySelector(".done").textContent = j.done.toLocaleString("en");
+        box.querySelector(".total").textContent = j.total.toLocaleString("en");
+        box.querySelector(".status").textContent = j.status;
+        if (j.status !== "running") {
+          box.setAttribute("data-live", "no");
+          window.location.reload();
+        }
+      })
+      .catch(function () {});
+  }
+
+  if (document.querySelector(".job[data-job]")) {
+    setInterval(function () {
+      var boxes = document.querySelectorAll(".job[data-live=yes]");
+      for (var i = 0; i < boxes.length; i++) refreshJob(boxes[i]);
+    }, seconds * 1000);
+  }
 })();
