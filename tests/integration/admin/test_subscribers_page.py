@@ -27,7 +27,7 @@ def add(settings, store, email: str, **prefs) -> subscribers.Subscriber:
 def ledger_row(store, subscriber_id: int, *, status: str, reply: str) -> int:
     slot = datetime(2026, 11, 30, 1, 30, tzinfo=timezone.utc)
     with store.session() as session:
-        run = EditionRunRow(edition="morning", slot=slot, timezone="", attempt=0, window_start=slot, window_end=slot,
+        run = EditionRunRow(edition="morning", slot=slot, timezone="", local_slot=slot.strftime("%Y-%m-%dT%H:%M:%S"), attempt=0, window_start=slot, window_end=slot,
                             status="sent", article_keys=[])
         session.add(run)
         session.flush()
