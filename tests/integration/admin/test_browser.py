@@ -148,6 +148,30 @@ def test_an_operator_signs_in_schedules_sends_previews_tests_and_signs_out(site,
         [test] = [m for m in smtp.messages if m.rcpt_tos == ["desk@newsroom.example"]]
         assert email.message_from_bytes(test.data, policy=policy.default)["Subject"] == "[Test] " + subject
 
+        # Import a CSV with one bad line: the rest are added, the bad one named by number.
+        csv_file = Path(settings.var_dir) / "import.csv"
+        csv_file.parent.mkdir(parents=True, exist_ok=True)
+        csv_file.write_text("email,name\nnew.reader@example.org,Asha\nnot-an-address,Bad\nsecond.reader@example.org,Ravi\n")
+        browser.get(base + "/admin/subscribers/import")
+        browser.find_element(By.ID, "file").send_keys(str(csv_file))
+        browser.find_element(By.CSS_SELECTOR, "input[name=confirmed]").click()
+        browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".job .status").text == "done")
+        assert browser.find_element(By.CSS_SELECTOR, "td.added").text == "2"
+        bad = browser.find_elements(By.CSS_SELECTOR, "table.import-errors tbody tr")
+        assert len(bad) == 1 and bad[0].find_elements(By.TAG_NAME, "td")[0].text == "3"
+        assert subscribers.find(store, "second.reader@example.org").status == "confirmed"
+
+        # Pin an article from the trending page: it leads the ranking, marked pinned.
+        from distributor.store.articles import list_articles, pins
+
+        target = list_articles(store, limit=1)[0]
+        browser.get(base + "/admin/trending")
+        browser.find_element(By.ID, "target").send_keys(target.url)
+        browser.find_element(By.CSS_SELECTOR, "form.pin button").click()
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "body.page-trending")))
+        assert target.url in pins(store)
+
         # Sign out: the console is closed again.
         browser.get(base + "/admin")
         browser.find_element(By.CSS_SELECTOR, "form.whoami button").click()
