@@ -327,6 +327,13 @@ def finish_if_done(store: Store, run_id: int) -> bool:
         row.status = "sent"
         row.finished_at = utcnow()
         edition, slot = row.edition, row.slot
+        took = (row.finished_at - row.created_at).total_seconds()
+    from distributor import metrics
+
+    try:
+        metrics.RUN_DURATION.labels(edition=edition).observe(max(took, 0.0))
+    except Exception:  # noqa: BLE001 - a metrics problem never fails a run
+        log.debug("run duration not observed", exc_info=True)
     # The run's summary line: what operators grep for after each issue.
     from distributor.runs import delivery_counts, telegram_counts
 

@@ -54,6 +54,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from distributor import metrics
 from distributor.channels.mail import Envelope, MailChannel, SendResult, mail_channel
 from distributor.channels.smtp import is_bad_address
 from distributor.delivery import leases
@@ -597,6 +598,7 @@ def _record(
             raise
     for job in decided:
         setattr(report, job.result.status, getattr(report, job.result.status) + 1)
+        metrics.count(metrics.DELIVERIES, channel="email", status=job.result.status)
     note_progress(store, {j.run_id for j in decided})
 
 
@@ -836,6 +838,8 @@ def _send(
     recorder = _Recorder(store, token, now, report)
 
     def settle(job: _Job, result: SendResult) -> None:
+        if not result.skipped:
+            metrics.count(metrics.SMTP_REPLIES, reply_class=metrics.reply_class(result.code))
         job.result = decide(result, attempts=job.attempts, deadline=job.deadline, now=now, salt=str(job.delivery_id), first=first, most=most)
         recorder.put(job)
 

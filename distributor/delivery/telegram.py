@@ -42,6 +42,7 @@ from typing import Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from distributor import metrics
 from distributor.articles import Article
 from distributor.channels.telegram import TelegramChannel, TelegramResult
 from distributor.channels.telegram_outbox import TelegramOutbox, outbox_payload
@@ -270,7 +271,10 @@ def deliver(
             result = sender.transport.call(chat_id, call)
         finally:
             sender.limiter.complete(permit)
+        if result.outcome != "ok":
+            metrics.count(metrics.TELEGRAM_ERRORS, kind=result.outcome)
         if result.outcome == "retry_after":
+            metrics.count(metrics.TELEGRAM_RETRY_AFTER, float(result.retry_after or 0))
             # Every worker's next post to this chat waits for the hold, not only ours.
             sender.limiter.hold(key, result.retry_after)
             floods += 1
@@ -503,6 +507,7 @@ def _settle(store: Store, row_ids: Sequence[int], sent: _Send, now: datetime, *,
             row = session.get(TelegramPostRow, row_id)
             runs.add(row.run_id)
             row.status = sent.status
+            metrics.count(metrics.DELIVERIES, channel="telegram", status=sent.status)
             row.message_ids = list(sent.ids)
             row.chat_id = str(sent.chat_id) or row.chat_id
             row.error = sent.note

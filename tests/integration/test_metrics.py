@@ -64,3 +64,40 @@ def test_feed_fetches_count_and_state_gauges_show(make, store):
     assert sample(after, "distributor_component_up", component="database") == 1.0
     assert sample(after, "distributor_component_up", component="beat") == 0.0
     assert "distributor_workers_seen 0.0" in after
+
+
+def test_a_send_moves_delivery_and_reply_counters(make, store, tmp_path, monkeypatch):
+    """An edition sent to three readers through a real SMTP server, one of them refused."""
+    from datetime import datetime, timezone
+
+    from distributor import engine, subscribers
+    from distributor.cycle import CycleReport, process_run
+    from tests.fakes.smtp_server import FakeSmtpServer
+
+    server = FakeSmtpServer().start()
+    try:
+        monkeypatch.setenv("SMTP_URL", server.url)
+        monkeypatch.setenv("PUBLIC_BASE_URL", "https://news.newsarenaindia.com")
+        settings = make()
+        assert ingest_source(settings, store, str(SAMPLE), redate_dates=True).ok
+        for name in ("a", "b", "gone"):
+            subscribers.subscribe(settings, store, f"{name}@example.org", confirmed=True, source="cli")
+        server.fail("550 5.1.1 no such user", at="RCPT", address="gone@example.org")
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        with serve(create_app(settings, store)) as client:
+            before = client.get("/metrics", headers=headers).text
+            run, _ = engine.run_now(settings, store, "morning", datetime.now(timezone.utc))
+            process_run(settings, store, run, datetime.now(timezone.utc), CycleReport())
+            after = client.get("/metrics", headers=headers).text
+    finally:
+        server.stop()
+
+    def delta(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert delta("distributor_deliveries_total", channel="email", status="sent") == 2
+    assert delta("distributor_deliveries_total", channel="email", status="failed") == 1
+    assert delta("distributor_smtp_replies_total", reply_class="2xx") == 2
+    assert delta("distributor_smtp_replies_total", reply_class="5xx") == 1
+    assert delta("distributor_run_duration_seconds_count", edition="morning") == 1
+    assert sample(after, "distributor_ledger_rows", channel="email", status="sent") >= 2
