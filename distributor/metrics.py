@@ -4,8 +4,8 @@ Counters and the run-duration histogram are incremented by the code that sees th
 (delivery outcomes, SMTP reply classes, Bot API errors and 429 waits, feed fetches). In
 production the worker runs several processes (Celery prefork), so prometheus-client's
 multiprocess mode is used: every process writes its samples under PROMETHEUS_MULTIPROC_DIR
-and the web process's `/metrics` adds them up (`distributor worker`, `web` and `run` point
-it at `var/metrics/` unless it is set). Gauges of state (beat's tick age, queue depth,
+and the web process's `/metrics` adds them up (`distributor worker` and `web` point it at
+`var/metrics/` unless it is set; `distributor run` is one process and needs none). Gauges of state (beat's tick age, queue depth,
 ledger counts, workers seen) are read from the database and Redis when scraped, so they
 are right whichever process answers.
 
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -44,17 +42,6 @@ RUN_DURATION = Histogram(
     ["edition"],
     buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf")),
 )
-
-
-def prepare_multiprocess_dir(var_dir: Path, *, clean: bool) -> Path:
-    """Point PROMETHEUS_MULTIPROC_DIR at var/metrics (unless set); `clean` empties it (once,
-    when the first process of a deployment starts, before any worker forks)."""
-    folder = Path(os.environ.get(MULTIPROC_ENV) or (var_dir / "metrics"))
-    if clean and folder.exists():
-        shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    os.environ[MULTIPROC_ENV] = str(folder)
-    return folder
 
 
 def reply_class(code: int | None) -> str:

@@ -17,9 +17,14 @@ from tasks.app import QUEUES, app
 log = logging.getLogger(__name__)
 
 
-def start_worker(queues: Sequence[str] = QUEUES, concurrency: int = 2, pool: str = "prefork", loglevel: str = "INFO") -> None:
-    """A worker consuming the given queues (blocks)."""
+def start_worker(
+    queues: Sequence[str] = QUEUES, concurrency: int = 2, pool: str = "prefork", loglevel: str = "INFO", events: bool = False
+) -> None:
+    """A worker consuming the given queues (blocks). `events`: send task events, which
+    Flower and `celery events` read (off by default: they cost a broker message a task)."""
     argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
+    if events:
+        argv.append("--task-events")
     app.worker_main(argv)
 
 

@@ -7,6 +7,8 @@ want to read it instead.
 
 from __future__ import annotations
 
+import os
+
 import json
 import logging
 import re
@@ -304,16 +306,28 @@ def edition(
 # --- run / web -----------------------------------------------------------------------
 
 
+def prepare_metrics(s: Settings) -> None:
+    """With [metrics] on, point PROMETHEUS_MULTIPROC_DIR at var/metrics/ (unless set) so
+    every worker process writes its counters there and `/metrics` adds them up. Must run
+    before anything imports prometheus_client, which picks its value store at import."""
+    if not s.file.metrics.enabled:
+        return
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str((s.var_dir / "metrics").resolve())
+    os.makedirs(folder, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+
 @app.command()
 def web(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
 ) -> None:
     """Serve the HTTP app: webhooks, subscriber pages, archive, click links, operator API."""
+    s = checked_settings("web", web_host=host)
+    prepare_metrics(s)
     from distributor.web.app import create_app
     from distributor.web.serving import serve
 
-    s = checked_settings("web", web_host=host)
     store = open_store()
     sock = bind_web(host, port)
     hook = signup_hook = None

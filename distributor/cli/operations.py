@@ -15,7 +15,7 @@ import typer
 from sqlalchemy import select
 
 from distributor import schedules
-from distributor.cli.core import app, bind_web, checked_settings, open_store, settings, state
+from distributor.cli.core import app, bind_web, checked_settings, open_store, prepare_metrics, settings, state
 from distributor.runs import delivery_counts, telegram_counts
 from distributor.store.models import EditionRunRow
 
@@ -185,16 +185,19 @@ def _export_config() -> None:
 def worker(
     queues: str = typer.Option(",".join(("ingest", "editions", "email", "telegram")), "--queues", "-Q"),
     concurrency: int = typer.Option(2, "--concurrency", "-c", min=1),
+    events: bool = typer.Option(False, "--events", "-E", help="Send Celery task events (for Flower or `celery events`)."),
 ) -> None:
     """A Celery worker (production: one or more per queue group; needs REDIS_URL)."""
     s = checked_settings("worker")
     if not s.redis_url:
         _fail("`distributor worker` needs REDIS_URL; without it use `distributor run` (one process)")
     _export_config()
+    prepare_metrics(s)
     open_store(migrate=True)
     from tasks.worker import start_worker
 
-    start_worker([q for q in queues.split(",") if q], concurrency=concurrency)
+    start_worker([q for q in queues.split(",") if q], concurrency=concurrency, events=events)
+
 
 
 @app.command()

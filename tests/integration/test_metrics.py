@@ -101,3 +101,33 @@ def test_a_send_moves_delivery_and_reply_counters(make, store, tmp_path, monkeyp
     assert delta("distributor_smtp_replies_total", reply_class="5xx") == 1
     assert delta("distributor_run_duration_seconds_count", edition="morning") == 1
     assert sample(after, "distributor_ledger_rows", channel="email", status="sent") >= 2
+
+
+def test_multiprocess_mode_adds_up_every_worker_process(tmp_path, sqlite_store):
+    """Two 'worker' processes count into PROMETHEUS_MULTIPROC_DIR; a third (the web
+    process) scrapes the sum, as with Celery's prefork pool."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(folder), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT)}
+    count = (
+        "from distributor import metrics\n"
+        "metrics.count(metrics.DELIVERIES, 2, channel='email', status='sent')\n"
+        "metrics.count(metrics.SMTP_REPLIES, reply_class='4xx')\n"
+    )
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", count], env=env, check=True, cwd=PROJECT_ROOT)
+    scrape = (
+        "import sys\n"
+        "from distributor import metrics\n"
+        "from distributor.store import Store\n"
+        "from tests.conftest import settings_for\n"
+        "from pathlib import Path\n"
+        f"settings = settings_for(Path({str(tmp_path)!r}))\n"
+        f"sys.stdout.write(metrics.exposition(settings, Store({sqlite_store.url!r})).decode())\n"
+    )
+    text = subprocess.run([sys.executable, "-c", scrape], env=env, check=True, cwd=PROJECT_ROOT, capture_output=True, text=True).stdout
+    assert sample(text, "distributor_deliveries_total", channel="email", status="sent") == 4
+    assert sample(text, "distributor_smtp_replies_total", reply_class="4xx") == 2
