@@ -52,7 +52,7 @@ def create_app(
     app.state.on_signup = on_signup
     app.state.on_ingested = on_ingested or (lambda report: webhooks.post_to_channels(settings, store, report))
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "the database or the broker (or, with strict, any part) is down"}})
     def healthz(store: StoreDep, strict: bool = False) -> JSONResponse:
         """Each part's health for load balancers and monitors: 503 when the database or
         the broker is down (what this process needs), or with ?strict=1 when any part is

@@ -122,9 +122,12 @@ def test_no_input_answers_5xx_and_every_answer_matches_the_schema(app, client, l
     )
     def fuzz(case) -> None:  # noqa: ANN001 - a schemathesis Case
         response = send(client, case)
-        case.validate_response(
-            response,
-            checks=[schemathesis.checks.not_a_server_error, schemathesis.checks.response_schema_conformance],
-        )
+        checks = [schemathesis.checks.not_a_server_error, schemathesis.checks.response_schema_conformance]
+        if case.path == "/healthz" and response.status_code == 503:
+            # The health check's documented "a part is down" answer (here: no beat
+            # ticks in this test), not a crash.
+            assert response.json()["ok"] is False
+            checks = [schemathesis.checks.response_schema_conformance]
+        case.validate_response(response, checks=checks)
 
     fuzz()
