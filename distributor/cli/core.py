@@ -190,7 +190,13 @@ def ingest(
 
     s = settings()
     store = open_store()
-    reports = ingest_sources(s, store, sources or ())
+    from distributor.cli.progress import Progress
+
+    bar = Progress("ingest")
+    try:
+        reports = ingest_sources(s, store, sources or (), progress=lambda done, total: bar.update(done, total) if total > 1 else None)
+    finally:
+        bar.finish()
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in reports], indent=2, ensure_ascii=False))
     else:

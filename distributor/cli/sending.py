@@ -169,7 +169,13 @@ def send(
         return
     before = delivery_counts(store, run.id)
     engine.mark_sending(store, run.id)
-    with _stop_on_signals():
+    from distributor.cli.progress import polled
+
+    def settled() -> tuple[int, int]:
+        counts = delivery_counts(store, run.id)
+        return counts["sent"] + counts["failed"] + counts["suppressed"] + counts["deferred"], sum(counts.values())
+
+    with _stop_on_signals(), polled(f"{edition} run #{run.id}", settled):
         report = dispatch_run(s, store, run.id, take_over=resumed)
         posts = [] if leases.stop_requested() else post_run(s, store, run.id)
     engine.finish_if_done(store, run.id)

@@ -91,7 +91,16 @@ def import_(
     Addresses already on the list are skipped, never changed. Exit code 1 only when
     nothing could be read.
     """
-    report = subs.import_csv(checked_settings("subscribers import"), open_store(), file, confirmed=confirmed)
+    from distributor.cli.progress import Progress
+
+    bar = Progress(f"import {file.name}")
+    try:
+        report = subs.import_csv(
+            checked_settings("subscribers import"), open_store(), file, confirmed=confirmed,
+            progress=lambda stage, done, total: bar.update(done, total),
+        )
+    finally:
+        bar.finish()
     if as_json:
         typer.echo(
             json.dumps(

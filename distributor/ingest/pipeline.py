@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Callable, Sequence
 
 from sqlalchemy import select
 
@@ -254,7 +254,11 @@ def ingest_source(
 
 
 def ingest_sources(
-    settings: Settings, store: Store, names_or_locations: Sequence[str] = ()
+    settings: Settings,
+    store: Store,
+    names_or_locations: Sequence[str] = (),
+    *,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[IngestReport]:
     """Ingest configured sources by name, or paths and URLs; all enabled sources when empty.
 
@@ -273,10 +277,12 @@ def ingest_sources(
             by_name.get(item) or by_location.get(_location_key(item)) or (item, item, False)
             for item in names_or_locations
         ]
-    return [
-        ingest_source(settings, store, location, name=name, redate_dates=redate_dates)
-        for name, location, redate_dates in targets
-    ]
+    reports = []
+    for name, location, redate_dates in targets:
+        reports.append(ingest_source(settings, store, location, name=name, redate_dates=redate_dates))
+        if progress is not None:
+            progress(len(reports), len(targets))
+    return reports
 
 
 def _location_key(location: str) -> str:
