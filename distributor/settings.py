@@ -378,6 +378,12 @@ class EmailConfig(_Strict):
     list_id: str = "{edition}.editions.newsarenaindia.com"
     # Mailbox for the mailto: half of List-Unsubscribe; "" sends only the https URL.
     unsubscribe_mailto: str = "unsubscribe@newsarenaindia.com"
+    # --- issue 13 (inbound) ---
+    # Domain whose MX is `distributor inbound`: each message's envelope sender becomes
+    # bounces+<token>@ it (VERP) and the mailto unsubscribe unsubscribe+<token>@ it, the
+    # token naming the delivery. "" keeps from_address as envelope sender and
+    # unsubscribe_mailto as it is (then bounces and mailto unsubscribes go nowhere).
+    bounce_domain: str = ""
     # UTM parameters added to every link to the site; "" leaves that parameter out.
     # utm_campaign may use "{edition}" (slug) and "{date}" (issue date, YYYY-MM-DD).
     utm_source: str = "newsletter"
@@ -437,6 +443,13 @@ class EmailConfig(_Strict):
     @classmethod
     def _optional_mailbox(cls, value: str) -> str:
         return check_mailbox(value) if value else value
+
+    @field_validator("bounce_domain")
+    @classmethod
+    def _bounce_domain(cls, value: str) -> str:
+        if value and not _HOSTNAME.match(value):
+            raise ValueError(f"{value!r} is not a domain name like bounces.example.com")
+        return value.lower()
 
     @field_validator("message_id_domain")
     @classmethod
@@ -557,6 +570,23 @@ class AdminConfig(_Strict):
     test_sends_per_hour: int = Field(default=20, ge=1, le=10_000)
     # How often the live parts of a page (progress bars) ask for fresh figures, seconds.
     refresh_seconds: int = Field(default=3, ge=1, le=300)
+
+
+class InboundConfig(_Strict):
+    """Bounces, complaints and mailto unsubscribes coming back. (Issue 13: inbound.)"""
+
+    # Largest message `distributor inbound` accepts over SMTP/LMTP, in bytes (552 above).
+    # DSNs and complaint reports quote the original message, which may be large.
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024)
+    # Soft bounces (4.x.x) suppress an address once they fall on this many different
+    # days within soft_bounce_window_days (each day counts once, like Mailman's score).
+    soft_bounce_threshold: int = Field(default=3, ge=1, le=100)
+    soft_bounce_window_days: int = Field(default=14, ge=1, le=365)
+    # IMAP mode: the folder handled messages are moved to ("" only flags them \Seen
+    # and keeps them where they are).
+    imap_done_folder: str = "Processed"
+    # IMAP mode: the folder read.
+    imap_folder: str = "INBOX"
 
 
 class MetricsConfig(_Strict):
@@ -728,6 +758,7 @@ class FileConfig(_Strict):
     web: WebConfig = WebConfig()
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
+    inbound: InboundConfig = InboundConfig()
     trending: TrendingConfig = TrendingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     celery: CeleryConfig = CeleryConfig()
