@@ -19,6 +19,7 @@ from distributor.inbound import events, receiver, tokens
 from distributor.inbound.process import handle_message
 from distributor.store.models import DeliveryRow, InboundMessageRow, SubscriberEventRow, SubscriberRow
 from tests.conftest import FIXTURES, settings_for
+from tests.fakes.dovecot import dovecot  # noqa: F401 - a fixture
 from tests.fakes.smtp_server import FakeSmtpServer, free_port
 from tests.integration.test_smtp_dispatch import NOW, SLOT, add_articles, add_subscribers, open_run
 
@@ -293,3 +294,65 @@ def test_subscribers_show_lists_events_and_reinstate_records_one(tmp_path, monke
     assert shown["events"][1]["source"] == "operator" and shown["events"][1]["detail"]["note"] == "reader asked"
     cli("subscribers", "reinstate", "asha@example.org", code=1)  # nothing to undo now
     assert load_settings(CONFIG).file.email.bounce_domain
+
+
+# --- IMAP mode, against a real Dovecot ----------------------------------------------------
+
+
+def test_imap_mode_handles_moves_and_is_idempotent_on_rerun(inbound_settings, store, outbound, dovecot):
+    from distributor.inbound.imap import fetch_and_handle
+
+    run_id, sent = send_run(inbound_settings, store, outbound, 4)
+    domain = inbound_settings.file.email.bounce_domain
+    bounced, leaver, away, complainer = sent.values()
+    dovecot.deliver(fixture("postfix_dsn.eml", bounced, domain))
+    dovecot.deliver(fixture("mailto_unsubscribe.eml", leaver, domain))
+    dovecot.deliver(fixture("vacation.eml", away, domain))
+    dovecot.deliver(fixture("arf_complaint.eml", complainer, domain))
+    dovecot.deliver(b"From: someone@example.com\r\nSubject: hello\r\nMessage-ID: <hi@example.com>\r\n\r\nhi\r\n")
+
+    report = fetch_and_handle(inbound_settings, store, dovecot.url)
+
+    assert report.as_dict() == {
+        "fetched": 5, "handled": 5, "duplicates": 0, "failed": 0,
+        "outcomes": {"auto_reply": 1, "complaint": 1, "hard_bounce": 1, "unknown": 1, "unsubscribe": 1},
+    }
+    assert [status(store, s.email) for s in sent.values()] == ["bounced", "unsubscribed", "confirmed", "complained"]
+    [event] = events.events_for(store, subscribers.find(store, bounced.email).id)
+    assert (event.kind, event.source, event.run_id, event.detail["status"]) == ("bounced", "imap", run_id, "5.1.1")
+    assert dovecot.folder_count("INBOX") == 0 and dovecot.folder_count("Processed") == 5
+    with store.session() as session:
+        unknown = session.scalars(select(InboundMessageRow).where(InboundMessageRow.outcome == "unknown")).one()
+        assert "Subject: hello" in unknown.excerpt  # kept for an operator
+
+    # A rerun finds nothing new; the same messages delivered again change nothing.
+    assert fetch_and_handle(inbound_settings, store, dovecot.url).fetched == 0
+    dovecot.deliver(fixture("postfix_dsn.eml", bounced, domain))
+    again = fetch_and_handle(inbound_settings, store, dovecot.url)
+    assert (again.fetched, again.duplicates) == (1, 1)
+    assert kinds(store, bounced.email) == ["bounced"] and reports.bounces(store, run_id) == {"bounced": 1, "complained": 1}
+
+
+def test_imap_mode_can_flag_instead_of_moving(tmp_path, outbound, store, dovecot):
+    from distributor.inbound.imap import fetch_and_handle
+    from distributor.settings import InboundConfig
+
+    settings = settings_for(tmp_path, inbound=InboundConfig(imap_done_folder=""))
+    run_id, sent = send_run(settings, store, outbound, 1)
+    [reader] = sent.values()
+    dovecot.deliver(fixture("gmail_dsn.eml", reader, settings.file.email.bounce_domain))
+    assert fetch_and_handle(settings, store, dovecot.url).handled == 1
+    assert status(store, reader.email) == "bounced"
+    assert dovecot.folder_count("INBOX") == 1  # left in place, flagged
+    assert fetch_and_handle(settings, store, dovecot.url).fetched == 0
+
+
+def test_imap_errors_are_clear_and_never_show_the_password(inbound_settings, store, dovecot):
+    from distributor.inbound.imap import ImapError, fetch_and_handle
+
+    wrong = dovecot.url.replace("imap-Test-pa55", "wrong-secret-99")
+    with pytest.raises(ImapError) as refused:
+        fetch_and_handle(inbound_settings, store, wrong)
+    assert "login refused" in str(refused.value) and "wrong-secret-99" not in str(refused.value)
+    with pytest.raises(ImapError, match="must start with"):
+        fetch_and_handle(inbound_settings, store, "http://u:p@example.com/")
