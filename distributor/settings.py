@@ -587,6 +587,31 @@ class InboundConfig(_Strict):
     imap_done_folder: str = "Processed"
     # IMAP mode: the folder read.
     imap_folder: str = "INBOX"
+    # Amazon SES through SNS: the topic ARNs whose notifications are accepted at
+    # /webhooks/esp/ses (signature checked against Amazon's certificate). Empty: off.
+    ses_topic_arns: tuple[str, ...] = ()
+    # SendGrid Event Webhook: the verification public key SendGrid shows (base64 DER,
+    # ECDSA P-256) for /webhooks/esp/sendgrid. "": off.
+    sendgrid_public_key: str = ""
+    # Seconds a signed SendGrid or Mailgun webhook call stays acceptable (replay window).
+    webhook_max_age_seconds: int = Field(default=900, ge=30, le=86_400)
+
+    @field_validator("ses_topic_arns")
+    @classmethod
+    def _arns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arn in value:
+            if not re.match(r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$", arn):
+                raise ValueError(f"{arn!r} is not an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:bounces")
+        return value
+
+    @field_validator("sendgrid_public_key")
+    @classmethod
+    def _sendgrid_key(cls, value: str) -> str:
+        if value:
+            from distributor.inbound.esp import load_sendgrid_key
+
+            load_sendgrid_key(value)  # ValueError naming the problem
+        return value
 
 
 class MetricsConfig(_Strict):
@@ -812,6 +837,10 @@ class Environment(BaseSettings):
     secret_key: SecretStr | None = None
     public_base_url: str | None = None
     operator_token: SecretStr | None = None  # bearer token of the operator HTTP API
+    # ESP webhooks (issue 13): Mailgun's HTTP webhook signing key, and the
+    # "user:password" Postmark is told to send as basic auth. Unset: endpoint answers 404.
+    mailgun_webhook_signing_key: SecretStr | None = None
+    postmark_webhook_auth: SecretStr | None = None
 
 
 # Used when SECRET_KEY is unset: fine for the zero-configuration demo, where nothing
@@ -902,6 +931,9 @@ class Settings:
         found = []
         if self.env.operator_token:
             found.append(self.env.operator_token.get_secret_value())
+        for secret in (self.env.mailgun_webhook_signing_key, self.env.postmark_webhook_auth):
+            if secret:
+                found.append(secret.get_secret_value())
         if self.env.secret_key:
             found.append(self.env.secret_key.get_secret_value())
         if self.env.telegram_bot_token:

@@ -80,19 +80,36 @@ def soft_bounce_score(session, subscriber_id: int, now: datetime, window_days: i
 
 
 def apply(
-    settings: Settings, session, found: Classification, source: str, now: datetime, *, extra: dict | None = None  # noqa: ANN001
+    settings: Settings,
+    session,  # noqa: ANN001
+    found: Classification,
+    source: str,
+    now: datetime,
+    *,
+    extra: dict | None = None,
+    subscriber_id: int | None = None,
+    run_id: int | None = None,
 ) -> Applied:
-    """Apply one classified outcome inside `session` (the caller commits)."""
+    """Apply one classified outcome inside `session` (the caller commits).
+
+    The delivery the outcome names decides who and which run; without one (a signed ESP
+    webhook that names only the address), `subscriber_id` and `run_id` do.
+    """
     rule = RULES.get(found.outcome)
-    if rule is None or found.delivery_id is None:
+    if rule is None:
         return Applied(reason="nothing to act on")
-    delivery = session.get(DeliveryRow, found.delivery_id)
-    if delivery is None:
-        return Applied(reason=f"delivery {found.delivery_id} no longer exists")
-    subscriber = session.get(SubscriberRow, delivery.subscriber_id)
+    delivery_id = None
+    if found.delivery_id is not None:
+        delivery = session.get(DeliveryRow, found.delivery_id)
+        if delivery is None:
+            return Applied(reason=f"delivery {found.delivery_id} no longer exists")
+        subscriber_id, run_id, delivery_id = delivery.subscriber_id, delivery.run_id, delivery.id
+    if subscriber_id is None:
+        return Applied(reason="no delivery or subscriber named")
+    subscriber = session.get(SubscriberRow, subscriber_id)
     if subscriber is None:
         return Applied(reason="subscriber no longer exists")
-    done = Applied(subscriber.id, delivery.run_id, subscriber.status)
+    done = Applied(subscriber.id, run_id, subscriber.status)
     if subscriber.status not in rule.applies_to:
         done.reason = f"subscriber is {subscriber.status}"
         return done
@@ -100,8 +117,8 @@ def apply(
 
     def note(kind: str, more: dict | None = None) -> None:
         events.record(
-            session, subscriber.id, kind, source, now=now, run_id=delivery.run_id,
-            delivery_id=delivery.id, detail={**detail, **(more or {})},
+            session, subscriber.id, kind, source, now=now, run_id=run_id,
+            delivery_id=delivery_id, detail={**detail, **(more or {})},
         )
         done.events.append(kind)
 

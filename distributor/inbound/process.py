@@ -69,6 +69,8 @@ def handle_outcome(
     now: datetime | None = None,
     excerpt: str = "",
     extra: dict | None = None,
+    subscriber_id: int | None = None,
+    run_id: int | None = None,
 ) -> Handled:
     """Act on an outcome (from a message or a webhook event) once per `key`."""
     moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
@@ -77,7 +79,9 @@ def handle_outcome(
         with store.session() as session:
             if session.scalar(select(InboundMessageRow.id).where(InboundMessageRow.key == key)) is not None:
                 return Handled(found, policy.Applied(reason="already handled"), duplicate=True)
-            applied = policy.apply(settings, session, found, source, moment, extra=extra)
+            applied = policy.apply(
+                settings, session, found, source, moment, extra=extra, subscriber_id=subscriber_id, run_id=run_id
+            )
             session.add(
                 InboundMessageRow(
                     key=key, received_at=moment, source=source, outcome=found.outcome,
