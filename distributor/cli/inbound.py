@@ -29,7 +29,13 @@ def inbound(
     ),
 ) -> None:
     """Receive bounces, complaints and mailto unsubscribes and act on them."""
-    s = checked_settings("inbound")
+    # Listening beyond this machine, or reading mail from outside, is not the demo: the
+    # public demo key would let anyone forge the tokens.
+    s = checked_settings("inbound", web_host=host if not (imap or file) else None)
+    if imap and s.secret_key_is_demo:
+        typer.echo("configuration error: SECRET_KEY is not set; with the public demo key anyone who can "
+                   "mail the mailbox could forge bounce and unsubscribe tokens", err=True)
+        raise typer.Exit(2)
     if not s.file.email.bounce_domain:
         typer.echo("email.bounce_domain is not set: no mail comes back to this server", err=True)
         raise typer.Exit(2)

@@ -62,7 +62,7 @@ HEADER_NAME_MAX = 100
 # relay cannot add one later.
 DKIM_HEADERS = (
     b"from", b"reply-to", b"to", b"subject", b"date", b"message-id", b"mime-version",
-    b"content-type", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post",
+    b"content-type", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post", b"feedback-id",
 )
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
