@@ -58,8 +58,8 @@ ENCODED_WORD_BYTES = 39
 # public form, and a header line may not exceed HEADER_LINE_MAX.
 HEADER_NAME_MAX = 100
 # Headers the DKIM signature covers (RFC 8058 section 4 asks that List-Unsubscribe and
-# List-Unsubscribe-Post be signed). Listing an absent header signs its absence, so a
-# relay cannot add one later.
+# List-Unsubscribe-Post be signed; Gmail asks the same of Feedback-ID). Listing an absent
+# header signs its absence, so a relay cannot add one later.
 DKIM_HEADERS = (
     b"from", b"reply-to", b"to", b"subject", b"date", b"message-id", b"mime-version",
     b"content-type", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post", b"feedback-id",

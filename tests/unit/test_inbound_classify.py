@@ -113,3 +113,31 @@ def test_a_forged_token_names_no_delivery(settings):
 def test_garbage_is_unknown_and_not_actionable(settings):
     found = classify(settings, b"Subject: hello\r\n\r\nbuy now\r\n", [tokens.address_for(settings, "bounces", 42)])
     assert found.outcome == "unknown" and found.delivery_id == 42 and not found.actionable
+
+
+def test_rendered_message_carries_the_tokenised_mailto_and_verp_sender(settings, tmp_path):
+    from email import message_from_bytes, policy
+
+    from distributor.render.email import Recipient, envelope_sender, render_variant
+    from distributor.settings import EmailConfig
+    from tests.conftest import settings_for
+    from tests.unit.test_render_email import NOW, RUN_ID, fixture_edition
+
+    variant = render_variant(settings, fixture_edition(), sections=None, run_id=RUN_ID, now=NOW)
+    raw = variant.message(Recipient(email=READER, delivery_id=77))
+    header = message_from_bytes(raw, policy=policy.default)["List-Unsubscribe"]
+    assert f"<mailto:{tokens.address_for(settings, 'unsubscribe', 77)}?subject=unsubscribe>" in header
+    assert message_from_bytes(raw, policy=policy.default)["Feedback-ID"] == f"morning:{RUN_ID}:newsarenaindia.com"
+    assert envelope_sender(settings, 77) == tokens.address_for(settings, "bounces", 77)
+    # No delivery (previews, test sends): the configured mailbox and From.
+    plain = variant.message(Recipient(email=READER))
+    assert "<mailto:unsubscribe@newsarenaindia.com?subject=unsubscribe>" in message_from_bytes(plain, policy=policy.default)["List-Unsubscribe"]
+    assert envelope_sender(settings) == "brief@newsarenaindia.com"
+    # No bounce domain: nothing changes from before.
+    off = settings_for(tmp_path, email=settings.file.email.model_copy(update={"bounce_domain": ""}))
+    assert envelope_sender(off, 77) == "brief@newsarenaindia.com"
+    quiet = render_variant(off, fixture_edition(), sections=None, run_id=RUN_ID, now=NOW).message(Recipient(email=READER, delivery_id=77))
+    assert b"unsubscribe+" not in quiet and b"mailto:unsubscribe@newsarenaindia.com" in quiet
+    assert EmailConfig(bounce_domain="Bounces.Example.COM").bounce_domain == "bounces.example.com"
+    with pytest.raises(ValueError):
+        EmailConfig(bounce_domain="not a domain")
