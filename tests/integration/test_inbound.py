@@ -356,3 +356,17 @@ def test_imap_errors_are_clear_and_never_show_the_password(inbound_settings, sto
     assert "login refused" in str(refused.value) and "wrong-secret-99" not in str(refused.value)
     with pytest.raises(ImapError, match="must start with"):
         fetch_and_handle(inbound_settings, store, "http://u:p@example.com/")
+
+
+def test_purge_erases_the_bounce_evidence_too(inbound_settings, store, outbound, inbound_server):
+    run_id, sent = send_run(inbound_settings, store, outbound, 2)
+    domain = inbound_settings.file.email.bounce_domain
+    gone, kept = sent.values()
+    smtp_send(inbound_server, gone.return_path, fixture("postfix_dsn.eml", gone, domain))
+    smtp_send(inbound_server, kept.return_path, fixture("exchange_dsn.eml", kept, domain))
+    assert subscribers.purge(store, gone.email)
+    with store.session() as session:
+        details = [json_text for json_text in session.scalars(select(SubscriberEventRow.detail)).all()]
+        recorded = session.scalars(select(InboundMessageRow.subscriber_id)).all()
+    assert len(details) == 1 and gone.email not in str(details) and kept.email in str(details)
+    assert recorded == [subscribers.find(store, kept.email).id]
