@@ -667,8 +667,6 @@ def _send(
     from distributor.render.email import Recipient, envelope_sender
     from distributor.subscribers import preferences_url, unsubscribe_url
 
-    sender = envelope_sender(settings)
-    verp = bool(settings.file.email.bounce_domain)
     by_ref = {f"{run.id}-{j.subscriber_id}": j for j in jobs}
     first = timedelta(seconds=settings.file.email.retry_first_seconds)
     most = timedelta(seconds=settings.file.email.retry_max_seconds)
@@ -698,7 +696,7 @@ def _send(
                 recorder.put(job)
                 continue
             # VERP: with email.bounce_domain set, the return path names this delivery.
-            yield Envelope(sender=envelope_sender(settings, job.delivery_id) if verp else sender, recipient=job.email, data=data, ref=f"{run.id}-{job.subscriber_id}")
+            yield Envelope(sender=envelope_sender(settings, job.delivery_id), recipient=job.email, data=data, ref=f"{run.id}-{job.subscriber_id}")
 
     def on_result(result: SendResult) -> None:
         job = by_ref.get(result.ref)
