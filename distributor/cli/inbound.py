@@ -71,3 +71,35 @@ def inbound(
     except OSError as exc:
         typer.echo(f"cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
+
+
+@app.command("inbound-log")
+def inbound_log(
+    outcome: Optional[str] = typer.Option(None, "--outcome", help="Only this outcome, e.g. unknown (kept for you to read)."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000),
+    show: bool = typer.Option(False, "--show", help="Print the first bytes kept of each unknown message."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Inbound messages and webhook events handled, newest first, with what they were."""
+    from distributor.inbound.classify import OUTCOMES
+    from distributor.inbound.process import recent
+
+    if outcome is not None and outcome not in OUTCOMES:
+        typer.echo(f"unknown outcome {outcome!r}; outcomes: {', '.join(OUTCOMES)}", err=True)
+        raise typer.Exit(2)
+    checked_settings("inbound-log")
+    items = recent(open_store(), outcome=outcome, limit=limit)
+    if as_json:
+        typer.echo(json.dumps(items, indent=2, ensure_ascii=False))
+        return
+    if not items:
+        typer.echo("nothing handled yet")
+    for item in items:
+        detail = item["detail"]
+        why = detail.get("status") or detail.get("reason") or detail.get("note") or ""
+        typer.echo(
+            f"{item['received_at']}  {item['source']:<8} {item['outcome']:<12} "
+            f"delivery={item['delivery_id'] or '-'} subscriber={item['subscriber_id'] or '-'}  {why}  {item['key']}".rstrip()
+        )
+        if show and item["excerpt"]:
+            typer.echo("    " + item["excerpt"][:2000].replace("\n", "\n    "))

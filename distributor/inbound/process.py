@@ -98,3 +98,19 @@ def handle_outcome(
         extra={"source": source, "delivery": found.delivery_id, "subscriber": applied.subscriber_id, "events": applied.events},
     )
     return Handled(found, applied)
+
+
+def recent(store: Store, *, outcome: str | None = None, limit: int = 50) -> list[dict]:
+    """Handled inbound messages and webhook events, newest first, for an operator."""
+    query = select(InboundMessageRow).order_by(InboundMessageRow.received_at.desc(), InboundMessageRow.id.desc()).limit(limit)
+    if outcome:
+        query = query.where(InboundMessageRow.outcome == outcome)
+    with store.session() as session:
+        return [
+            {
+                "id": row.id, "received_at": row.received_at.isoformat(), "source": row.source,
+                "outcome": row.outcome, "key": row.key, "delivery_id": row.delivery_id,
+                "subscriber_id": row.subscriber_id, "detail": dict(row.detail or {}), "excerpt": row.excerpt,
+            }
+            for row in session.scalars(query)
+        ]

@@ -101,6 +101,14 @@ def test_inbound_file_mode_and_refusals(tmp_path, monkeypatch):
     [line] = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
     assert line["outcome"] == "unsubscribe" and line["events"] == ["unsubscribed"] and line["delivery"] == delivery_id
     assert "missing.eml: cannot read" in result.output
+    junk = tmp_path / "junk.eml"
+    junk.write_bytes(b"From: a@example.com\r\nSubject: hello there\r\nMessage-ID: <junk@example.com>\r\n\r\nhi\r\n")
+    assert runner.invoke(app, ["--config", str(CONFIG), "inbound", "--file", str(junk)]).exit_code == 0
+    log = runner.invoke(app, ["--config", str(CONFIG), "inbound-log", "--outcome", "unknown", "--show"])
+    assert log.exit_code == 0 and "mid:<junk@example.com>" in log.output and "Subject: hello there" in log.output
+    listed = json.loads(runner.invoke(app, ["--config", str(CONFIG), "inbound-log", "--json"]).stdout)
+    assert [i["outcome"] for i in listed] == ["unknown", "unsubscribe"]
+    assert runner.invoke(app, ["--config", str(CONFIG), "inbound-log", "--outcome", "nonsense"]).exit_code == 2
     # Listening on every address with the public demo key: refused.
     result = runner.invoke(app, ["--config", str(CONFIG), "inbound", "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "refuses to start" in result.output
