@@ -13,6 +13,7 @@ mark them), so reports are recognised before auto-replies are set aside.
 from __future__ import annotations
 
 import email
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -277,6 +278,17 @@ def _auto_reply(msg: Message, *, replies_only: bool = False) -> str:
     if _VACATION_SUBJECT.match(str(msg.get("Subject", "") or "")):
         return "vacation subject"
     return ""
+
+
+class _QuietDetectorCrashes(logging.Filter):
+    """flufl.bounce logs a traceback whenever one of its detectors trips over a message it
+    does not know (e.g. one without From): for us that is "not recognised", not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Exception in detector")
+
+
+logging.getLogger("flufl.bounce").addFilter(_QuietDetectorCrashes())
 
 
 def _flufl(raw: bytes) -> tuple[str, str] | None:
