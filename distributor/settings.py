@@ -595,6 +595,9 @@ class InboundConfig(_Strict):
     sendgrid_public_key: str = ""
     # Seconds a signed SendGrid or Mailgun webhook call stays acceptable (replay window).
     webhook_max_age_seconds: int = Field(default=900, ge=30, le=86_400)
+    # Days handled inbound messages are remembered (for idempotency, and unknown ones
+    # for an operator to read). MTAs retry for up to 5 days. Subscriber events are kept.
+    keep_days: int = Field(default=90, ge=7, le=3650)
 
     @field_validator("ses_topic_arns")
     @classmethod

@@ -370,3 +370,18 @@ def test_purge_erases_the_bounce_evidence_too(inbound_settings, store, outbound,
         recorded = session.scalars(select(InboundMessageRow.subscriber_id)).all()
     assert len(details) == 1 and gone.email not in str(details) and kept.email in str(details)
     assert recorded == [subscribers.find(store, kept.email).id]
+
+
+def test_housekeeping_forgets_old_inbound_messages_but_keeps_events(inbound_settings, store, outbound):
+    from distributor.housekeeping import sweep
+
+    run_id, sent = send_run(inbound_settings, store, outbound, 2)
+    domain = inbound_settings.file.email.bounce_domain
+    old, new = sent.values()
+    long_ago = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    handle_message(inbound_settings, store, fixture("postfix_dsn.eml", old, domain), [old.return_path], source="smtp", now=long_ago)
+    handle_message(inbound_settings, store, fixture("gmail_dsn.eml", new, domain), [new.return_path], source="smtp", now=NOW)
+    assert sweep(inbound_settings, store, NOW + timedelta(days=1))["inbound_messages"] == 1
+    with store.session() as session:
+        assert session.scalars(select(InboundMessageRow.subscriber_id)).all() == [subscribers.find(store, new.email).id]
+    assert kinds(store, old.email) == ["bounced"] and kinds(store, new.email) == ["bounced"]
