@@ -10,7 +10,7 @@ from sqlalchemy import delete
 
 from distributor.settings import Settings
 from distributor.store import Store
-from distributor.store.models import WebhookReceiptRow
+from distributor.store.models import InboundMessageRow, WebhookReceiptRow
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +20,17 @@ OUTBOX_MAX_AGE = timedelta(days=7)
 
 def sweep(settings: Settings, store: Store, now: datetime) -> dict:
     """Drop webhook receipts past the replay window, outbox files older than a week,
-    expired waiting page views and trending score generations nobody reads."""
-    cutoff = now - timedelta(seconds=settings.file.webhook.max_age_seconds * 2)
+    handled inbound messages past inbound.keep_days, expired waiting page views and
+    trending score generations nobody reads."""
+    # The receipts table also holds ESP webhook tokens (inbound/esp.py): keep each for
+    # twice the longer of the two replay windows.
+    window = max(settings.file.webhook.max_age_seconds, settings.file.inbound.webhook_max_age_seconds)
+    cutoff = now - timedelta(seconds=window * 2)
     with store.session() as session:
         receipts = session.execute(delete(WebhookReceiptRow).where(WebhookReceiptRow.received_at < cutoff)).rowcount
+        inbound = session.execute(
+            delete(InboundMessageRow).where(InboundMessageRow.received_at < now - timedelta(days=settings.file.inbound.keep_days))
+        ).rowcount
     removed = 0
     oldest = (now - OUTBOX_MAX_AGE).timestamp()
     if settings.outbox_dir.exists():
@@ -34,5 +41,5 @@ def sweep(settings: Settings, store: Store, now: datetime) -> dict:
     from distributor import trending
 
     trending.housekeeping(settings, store, now=now)
-    log.info("housekeeping", extra={"receipts": receipts, "outbox_files": removed})
-    return {"webhook_receipts": receipts, "outbox_files": removed}
+    log.info("housekeeping", extra={"receipts": receipts, "outbox_files": removed, "inbound_messages": inbound})
+    return {"webhook_receipts": receipts, "outbox_files": removed, "inbound_messages": inbound}

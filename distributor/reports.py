@@ -105,21 +105,29 @@ def reasons(store: Store, run_id: int, limit: int = 20) -> list[dict]:
 
 
 def bounces(store: Store, run_id: int) -> dict:
-    """Readers of this run whose address bounced (permanent refusal) or who complained."""
+    """Readers of this run suppressed because of it: bounced (refused at send time, or a
+    bounce that came back naming one of this run's messages) or complained about it.
+
+    Counted from the subscriber events that name the run (distributor.inbound), plus the
+    send-time refusals, which mark the subscriber and fail the delivery without an event.
+    """
+    from distributor.store.models import SubscriberEventRow
+
     with store.session() as session:
-        bounced = session.scalar(
-            select(func.count())
-            .select_from(DeliveryRow)
+        by_event = {
+            kind: set(session.scalars(
+                select(SubscriberEventRow.subscriber_id).where(
+                    SubscriberEventRow.run_id == run_id, SubscriberEventRow.kind == kind
+                )
+            ).all())
+            for kind in ("bounced", "complained")
+        }
+        refused = set(session.scalars(
+            select(DeliveryRow.subscriber_id)
             .join(SubscriberRow, SubscriberRow.id == DeliveryRow.subscriber_id)
-            .where(DeliveryRow.run_id == run_id, SubscriberRow.status == "bounced")
-        )
-        complained = session.scalar(
-            select(func.count())
-            .select_from(DeliveryRow)
-            .join(SubscriberRow, SubscriberRow.id == DeliveryRow.subscriber_id)
-            .where(DeliveryRow.run_id == run_id, SubscriberRow.status == "complained")
-        )
-    return {"bounced": int(bounced or 0), "complained": int(complained or 0)}
+            .where(DeliveryRow.run_id == run_id, DeliveryRow.status == "failed", SubscriberRow.status == "bounced")
+        ).all())
+    return {"bounced": len(by_event["bounced"] | refused), "complained": len(by_event["complained"])}
 
 
 def telegram_posts(store: Store, run_id: int, chat_links: dict[str, str] | None = None) -> list[dict]:

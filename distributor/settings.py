@@ -386,6 +386,12 @@ class EmailConfig(_Strict):
     list_id: str = "{edition}.editions.newsarenaindia.com"
     # Mailbox for the mailto: half of List-Unsubscribe; "" sends only the https URL.
     unsubscribe_mailto: str = "unsubscribe@newsarenaindia.com"
+    # --- issue 13 (inbound) ---
+    # Domain whose MX is `distributor inbound`: each message's envelope sender becomes
+    # bounces+<token>@ it (VERP) and the mailto unsubscribe unsubscribe+<token>@ it, the
+    # token naming the delivery. "" keeps from_address as envelope sender and
+    # unsubscribe_mailto as it is (then bounces and mailto unsubscribes go nowhere).
+    bounce_domain: str = ""
     # UTM parameters added to every link to the site; "" leaves that parameter out.
     # utm_campaign may use "{edition}" (slug) and "{date}" (issue date, YYYY-MM-DD).
     utm_source: str = "newsletter"
@@ -454,6 +460,13 @@ class EmailConfig(_Strict):
     @classmethod
     def _optional_mailbox(cls, value: str) -> str:
         return check_mailbox(value) if value else value
+
+    @field_validator("bounce_domain")
+    @classmethod
+    def _bounce_domain(cls, value: str) -> str:
+        if value and not _HOSTNAME.match(value):
+            raise ValueError(f"{value!r} is not a domain name like bounces.example.com")
+        return value.lower()
 
     @field_validator("message_id_domain")
     @classmethod
@@ -602,6 +615,51 @@ class AdminConfig(_Strict):
     test_sends_per_hour: int = Field(default=20, ge=1, le=10_000)
     # How often the live parts of a page (progress bars) ask for fresh figures, seconds.
     refresh_seconds: int = Field(default=3, ge=1, le=300)
+
+
+class InboundConfig(_Strict):
+    """Bounces, complaints and mailto unsubscribes coming back. (Issue 13: inbound.)"""
+
+    # Largest message `distributor inbound` accepts over SMTP/LMTP, in bytes (552 above).
+    # DSNs and complaint reports quote the original message, which may be large.
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024)
+    # Soft bounces (4.x.x) suppress an address once they fall on this many different
+    # days within soft_bounce_window_days (each day counts once, like Mailman's score).
+    soft_bounce_threshold: int = Field(default=3, ge=1, le=100)
+    soft_bounce_window_days: int = Field(default=14, ge=1, le=365)
+    # IMAP mode: the folder handled messages are moved to ("" only flags them \Seen
+    # and keeps them where they are).
+    imap_done_folder: str = "Processed"
+    # IMAP mode: the folder read.
+    imap_folder: str = "INBOX"
+    # Amazon SES through SNS: the topic ARNs whose notifications are accepted at
+    # /webhooks/esp/ses (signature checked against Amazon's certificate). Empty: off.
+    ses_topic_arns: tuple[str, ...] = ()
+    # SendGrid Event Webhook: the verification public key SendGrid shows (base64 DER,
+    # ECDSA P-256) for /webhooks/esp/sendgrid. "": off.
+    sendgrid_public_key: str = ""
+    # Seconds a signed SendGrid or Mailgun webhook call stays acceptable (replay window).
+    webhook_max_age_seconds: int = Field(default=900, ge=30, le=86_400)
+    # Days handled inbound messages are remembered (for idempotency, and unknown ones
+    # for an operator to read). MTAs retry for up to 5 days. Subscriber events are kept.
+    keep_days: int = Field(default=90, ge=7, le=3650)
+
+    @field_validator("ses_topic_arns")
+    @classmethod
+    def _arns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arn in value:
+            if not re.match(r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$", arn):
+                raise ValueError(f"{arn!r} is not an SNS topic ARN like arn:aws:sns:us-east-1:123456789012:bounces")
+        return value
+
+    @field_validator("sendgrid_public_key")
+    @classmethod
+    def _sendgrid_key(cls, value: str) -> str:
+        if value:
+            from distributor.inbound.esp import load_sendgrid_key
+
+            load_sendgrid_key(value)  # ValueError naming the problem
+        return value
 
 
 class MetricsConfig(_Strict):
@@ -767,6 +825,7 @@ class FileConfig(_Strict):
     web: WebConfig = WebConfig()
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
+    inbound: InboundConfig = InboundConfig()
     trending: TrendingConfig = TrendingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     celery: CeleryConfig = CeleryConfig()
@@ -820,6 +879,10 @@ class Environment(BaseSettings):
     secret_key: SecretStr | None = None
     public_base_url: str | None = None
     operator_token: SecretStr | None = None  # bearer token of the operator HTTP API
+    # ESP webhooks (issue 13): Mailgun's HTTP webhook signing key, and the
+    # "user:password" Postmark is told to send as basic auth. Unset: endpoint answers 404.
+    mailgun_webhook_signing_key: SecretStr | None = None
+    postmark_webhook_auth: SecretStr | None = None
 
 
 # Used when SECRET_KEY is unset: fine for the zero-configuration demo, where nothing
@@ -910,6 +973,9 @@ class Settings:
         found = []
         if self.env.operator_token:
             found.append(self.env.operator_token.get_secret_value())
+        for secret in (self.env.mailgun_webhook_signing_key, self.env.postmark_webhook_auth):
+            if secret:
+                found.append(secret.get_secret_value())
         if self.env.secret_key:
             found.append(self.env.secret_key.get_secret_value())
         if self.env.telegram_bot_token:

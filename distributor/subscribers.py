@@ -49,8 +49,8 @@ from sqlalchemy.exc import IntegrityError
 from distributor.errors import DistributorError, SignatureError
 from distributor.settings import Settings
 from distributor.store import Store
+from distributor.store.models import DeliveryRow, InboundMessageRow, SubscriberEventRow, SubscriberRow
 from distributor.text import shorten
-from distributor.store.models import DeliveryRow, SubscriberRow
 
 log = logging.getLogger(__name__)
 
@@ -753,7 +753,8 @@ def mark_complained(store: Store, subscriber_id: int, *, now: datetime | None = 
 
 
 def purge(store: Store, email: str) -> bool:
-    """Delete the address and its deliveries (an erasure request). Returns whether it existed.
+    """Delete the address, its deliveries and its inbound-mail evidence (an erasure
+    request). Returns whether it existed.
 
     Links already mailed to it then apply to nobody (see `subscriber_for_token`).
     """
@@ -766,6 +767,9 @@ def purge(store: Store, email: str) -> bool:
         if row is None:
             return False
         session.execute(delete(DeliveryRow).where(DeliveryRow.subscriber_id == row.id))
+        # Bounce and complaint evidence quotes the address: it goes too.
+        session.execute(delete(SubscriberEventRow).where(SubscriberEventRow.subscriber_id == row.id))
+        session.execute(delete(InboundMessageRow).where(InboundMessageRow.subscriber_id == row.id))
         session.delete(row)
         log.info("subscriber purged", extra={"subscriber": row.id})
         return True

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import select
 
-from distributor import schedules
+from distributor import reports, schedules
 from distributor.cli.core import app, bind_web, checked_settings, open_store, prepare_metrics, settings, state
 from distributor.runs import delivery_counts, telegram_counts
 from distributor.store.models import EditionRunRow
@@ -156,6 +156,8 @@ def runs(
                 "articles": len(row.article_keys or []),
                 "email": delivery_counts(store, row.id),
                 "telegram": telegram_counts(store, row.id),
+                # Readers this run's mail bounced from or who complained about it.
+                "suppressed_by": reports.bounces(store, row.id),
                 "note": row.note,
             }
         )
@@ -171,6 +173,7 @@ def runs(
             f"#{item['id']:<5} {item['edition']:<9} {item['slot']}{zone} {item['status']:<8} "
             f"articles={item['articles']} queued={email['queued']} sent={email['sent']} "
             f"deferred={email['deferred']} failed={email['failed']} suppressed={email['suppressed']} "
+            f"bounced={item['suppressed_by']['bounced']} complained={item['suppressed_by']['complained']} "
             f"telegram={sum(item['telegram'].values())}" + (f"  ({item['note']})" if item["note"] else "")
         )
 

@@ -179,7 +179,42 @@ def show(
     except subs.UnknownSubscriber as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
-    typer.echo(json.dumps(subscriber.as_dict(), indent=2, ensure_ascii=False) if as_json else _describe(subscriber))
+    from distributor.inbound.events import events_for
+
+    history = events_for(open_store(), subscriber.id)
+    if as_json:
+        typer.echo(json.dumps({**subscriber.as_dict(), "events": [e.as_dict() for e in history]}, indent=2, ensure_ascii=False))
+        return
+    typer.echo(_describe(subscriber))
+    if history:
+        typer.echo("  events")
+        for event in history:
+            where = f" run {event.run_id}" if event.run_id is not None else ""
+            evidence = ", ".join(f"{k}={v}" for k, v in sorted(event.detail.items()))
+            typer.echo(f"    {event.at.isoformat()}  {event.kind:<12} {event.source}{where}  {evidence}".rstrip())
+
+
+@subscribers_app.command("reinstate")
+def reinstate(
+    email: str = typer.Argument(..., help="The address."),
+    note: str = typer.Option("", "--note", help="Why (kept with the event)."),
+    operator: str = typer.Option("", "--operator", help="Who is reinstating (kept with the event)."),
+) -> None:
+    """Undo a bounce or complaint (e.g. a mailbox that was full, a complaint made by
+    mistake): the reader gets mail again, and the change is recorded as an event."""
+    settings()
+    from distributor.inbound.events import reinstate as do_reinstate
+
+    try:
+        subscriber, changed = do_reinstate(open_store(), email, operator=operator, note=note)
+    except subs.UnknownSubscriber as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    if changed:
+        typer.echo(f"{subscriber.email} reinstated: now {subscriber.status}")
+    else:
+        typer.echo(f"{subscriber.email} is {subscriber.status}: only a bounced or complained subscriber can be reinstated", err=True)
+        raise typer.Exit(1)
 
 
 def _check_status(status: str | None) -> None:

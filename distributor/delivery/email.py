@@ -831,7 +831,6 @@ def _send(
     from distributor.render.email import Recipient, envelope_sender
     from distributor.subscribers import preferences_url, unsubscribe_url
 
-    sender = envelope_sender(settings)
     by_ref = {f"{run.id}-{j.subscriber_id}": j for j in jobs}
     first = timedelta(seconds=settings.file.email.retry_first_seconds)
     most = timedelta(seconds=settings.file.email.retry_max_seconds)
@@ -856,6 +855,7 @@ def _send(
                     preferences_url=preferences_url(settings, job.subscriber_id, job.email),
                     # message_id left empty: the renderer derives it from the run and the
                     # address, so a retried message keeps its Message-ID.
+                    delivery_id=job.delivery_id,
                 )
                 data = job.rendered.message(recipient, text_only=job.text_only)  # type: ignore[attr-defined]
             except Exception as exc:  # noqa: BLE001 - one bad address must not stop the batch
@@ -864,7 +864,8 @@ def _send(
                 recorder.put(job)
                 continue
             job.started = True
-            yield Envelope(sender=sender, recipient=job.email, data=data, ref=f"{run.id}-{job.subscriber_id}")
+            # VERP: with email.bounce_domain set, the return path names this delivery.
+            yield Envelope(sender=envelope_sender(settings, job.delivery_id), recipient=job.email, data=data, ref=f"{run.id}-{job.subscriber_id}")
 
     def on_result(result: SendResult):  # noqa: ANN202 - a waiter or None
         job = by_ref.get(result.ref)

@@ -63,11 +63,11 @@ PREHEADER_MAX = 200
 # Values quoted in error messages are cut to this many characters.
 EXCERPT_MAX = 80
 # Headers the DKIM signature covers (RFC 8058 section 4 asks that List-Unsubscribe and
-# List-Unsubscribe-Post be signed). Listing an absent header signs its absence, so a
-# relay cannot add one later.
+# List-Unsubscribe-Post be signed; Gmail asks the same of Feedback-ID). Listing an absent
+# header signs its absence, so a relay cannot add one later.
 DKIM_HEADERS = (
     b"from", b"reply-to", b"to", b"subject", b"date", b"message-id", b"mime-version",
-    b"content-type", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post",
+    b"content-type", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post", b"feedback-id",
 )
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -103,6 +103,9 @@ class Recipient:
     preferences_url: str = ""
     # "<...@domain>"; generated (deterministic per run and address) if empty.
     message_id: str = ""
+    # The ledger row this message is for: with email.bounce_domain set, the mailto
+    # unsubscribe carries its signed token (None: the configured unsubscribe_mailto).
+    delivery_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -334,9 +337,22 @@ def mailbox_from(settings: Settings) -> str:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def envelope_sender(settings: Settings) -> str:
-    """The bare address of `mailbox_from`, for MAIL FROM."""
+def envelope_sender(settings: Settings, delivery_id: int | None = None) -> str:
+    """The address for MAIL FROM: bounces+TOKEN@bounce_domain for a delivery when
+    email.bounce_domain is set (VERP: a bounce names its delivery), else the bare
+    address of `mailbox_from`."""
+    if delivery_id is not None and settings.file.email.bounce_domain:
+        from distributor.inbound.tokens import address_for
+
+        return address_for(settings, "bounces", delivery_id)
     return parseaddr(mailbox_from(settings))[1]
+
+
+def feedback_id(settings: Settings, edition: str, run_id: int | None) -> str:
+    """Gmail's Feedback-ID, "edition:run:site": complaint rates in Postmaster Tools are
+    reported per value of each field. The last field (the sender id) is our domain."""
+    fields = [edition, str(run_id) if run_id is not None else "preview", settings.file.email.message_id_domain]
+    return ":".join(re.sub(r"[^A-Za-z0-9._-]", "-", f) for f in fields)
 
 
 # --------------------------------------------------------------------------------------
@@ -537,6 +553,8 @@ class _Personaliser:
         self.domain = cfg.message_id_domain
         self.prefix = message_id_prefix
         self.mailto = parseaddr(cfg.unsubscribe_mailto)[1] if cfg.unsubscribe_mailto else ""
+        self.settings = settings
+        self.bounce_domain = cfg.bounce_domain
         self._hmac = hmac.new(settings.secret_key.encode(), digestmod=hashlib.sha256)
         self.sign = sign
 
@@ -583,9 +601,15 @@ class _Personaliser:
             to = _header("To", _mailbox_tokens(name, addr))
         else:
             to = b"To: " + addr.encode("ascii") + b"\r\n"
-        unsub_tokens = [f"<{unsubscribe}>" + ("," if self.mailto else "")]
-        if self.mailto:
-            unsub_tokens.append(f"<mailto:{self.mailto}?subject=unsubscribe>")
+        mailto = self.mailto
+        if self.bounce_domain and recipient.delivery_id is not None:
+            from distributor.inbound.tokens import address_for
+
+            # Tokenised, so a mail client's unsubscribe names the delivery and is verified.
+            mailto = address_for(self.settings, "unsubscribe", recipient.delivery_id)
+        unsub_tokens = [f"<{unsubscribe}>" + ("," if mailto else "")]
+        if mailto:
+            unsub_tokens.append(f"<mailto:{mailto}?subject=unsubscribe>")
         return {
             "to": to,
             "message-id": self.message_id(recipient, addr),
@@ -732,6 +756,7 @@ def render_variant(
         _header("List-Id", [*_phrase_tokens(list_name), f"<{list_id}>"]),
         "list-unsubscribe",
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        _header("Feedback-ID", [feedback_id(settings, edition.name, run_id)]),
     ]
     boundary = "=_" + hashlib.sha256((html + text).encode("utf-8")).hexdigest()[:28]
     prefix = str(run_id) if run_id is not None else f"preview{int(now.timestamp())}"

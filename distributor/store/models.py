@@ -437,3 +437,48 @@ class OperatorSessionRow(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- issue 13: inbound mail ---
+
+
+class SubscriberEventRow(Base):
+    """One change to a subscriber's standing, with its evidence: a bounce, a complaint,
+    an unsubscribe by mail or webhook, an operator's reinstatement. Soft bounces are
+    kept too (they score towards suppression) even when they change nothing yet."""
+
+    __tablename__ = "subscriber_events"
+    __table_args__ = (Index("ix_subscriber_events_subscriber_at", "subscriber_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # bounced, soft_bounce, complained, unsubscribed, reinstated
+    kind: Mapped[str] = mapped_column(String(16))
+    # smtp, imap, webhook, operator
+    source: Mapped[str] = mapped_column(String(16))
+    # The run and delivery the evidence names, when known (kept if the run is deleted).
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    delivery_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # status, diagnostic, reporting MTA, message-id, provider, operator, ...
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class InboundMessageRow(Base):
+    """Every inbound message or webhook event handled, once: the key is its Message-ID
+    (or provider event id), so a redelivered or replayed one does nothing twice.
+    Messages classified `unknown` keep their first bytes for an operator to read."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    # hard_bounce, soft_bounce, complaint, unsubscribe, auto_reply, ignored, unknown
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    delivery_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    subscriber_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The message's first bytes, for `unknown` ones only.
+    excerpt: Mapped[str] = mapped_column(Text, default="")

@@ -18,7 +18,7 @@ from distributor.ingest.pipeline import IngestReport
 from distributor.settings import Settings
 from distributor.signups import Signup
 from distributor.store import Store
-from distributor.web import admin, metrics, operator, public, signals, webhooks
+from distributor.web import admin, esp_webhooks, metrics, operator, public, signals, webhooks
 from distributor.web.deps import StoreDep
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def create_app(
         return JSONResponse(app.openapi())
 
     app.include_router(webhooks.router)
+    app.include_router(esp_webhooks.router)
     app.include_router(operator.router)
     app.include_router(public.router)
     app.include_router(signals.router)

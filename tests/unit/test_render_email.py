@@ -336,7 +336,7 @@ def test_crlf_in_title_and_name_never_makes_a_header(settings):
     names = [line.split(b":", 1)[0] for line in head.split(b"\r\n") if not line.startswith(b" ")]
     assert names == [
         b"From", b"Reply-To", b"To", b"Subject", b"Date", b"Message-ID", b"List-Id",
-        b"List-Unsubscribe", b"List-Unsubscribe-Post", b"MIME-Version", b"Content-Type",
+        b"List-Unsubscribe", b"List-Unsubscribe-Post", b"Feedback-ID", b"MIME-Version", b"Content-Type",
     ]
     assert b"\x00" not in raw
     msg = parse(raw)
