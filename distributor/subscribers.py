@@ -670,9 +670,13 @@ def confirm_with_token(
     return confirm(store, subscriber.id, now=moment)
 
 
-def unsubscribe(store: Store, subscriber_id: int, *, now: datetime | None = None) -> tuple[Subscriber, bool]:
+def unsubscribe(
+    store: Store, subscriber_id: int, *, now: datetime | None = None, source: str = "web", detail: dict | None = None
+) -> tuple[Subscriber, bool]:
     """pending or confirmed -> unsubscribed; returns (subscriber, changed). Idempotent;
-    a bounced or complained subscriber stays so (they already receive nothing)."""
+    a bounced or complained subscriber stays so (they already receive nothing). The
+    change is recorded as an event from `source` ("web": the reader's own link or page;
+    "operator": the CLI or the console, with who in `detail`)."""
     moment = _now(now)
     with store.session() as session:
         row = session.get(SubscriberRow, subscriber_id)
@@ -681,13 +685,20 @@ def unsubscribe(store: Store, subscriber_id: int, *, now: datetime | None = None
         if row.status not in ("pending", "confirmed"):
             return _value(row), False
         _set_status(row, "unsubscribed", moment)
+        _event(session, row.id, "unsubscribed", source, moment, detail)
         log.info("subscriber unsubscribed", extra={"subscriber": row.id})
         return _value(row), True
 
 
+def _event(session, subscriber_id: int, kind: str, source: str, moment: datetime, detail: dict | None) -> None:  # noqa: ANN001
+    from distributor.inbound.events import record
+
+    record(session, subscriber_id, kind, source, now=moment, detail=detail)
+
+
 def unsubscribe_address(store: Store, email: str, *, now: datetime | None = None) -> tuple[Subscriber, bool]:
     """`unsubscribe` by address; UnknownSubscriber when nobody has it."""
-    return unsubscribe(store, show(store, email).id, now=now)
+    return unsubscribe(store, show(store, email).id, now=now, source="operator", detail={"via": "cli"})
 
 
 _UNSET = object()
@@ -725,7 +736,9 @@ def set_preferences(
         return _value(row)
 
 
-def mark_bounced(store: Store, subscriber_id: int, *, now: datetime | None = None) -> bool:
+def mark_bounced(
+    store: Store, subscriber_id: int, *, now: datetime | None = None, source: str = "operator", detail: dict | None = None
+) -> bool:
     """A permanent delivery failure (5.1.x): pending or confirmed -> bounced, so later
     runs skip the address. Returns whether anything changed. An unsubscribed or
     complained subscriber keeps that state: it already stops all mail and records more."""
@@ -735,11 +748,14 @@ def mark_bounced(store: Store, subscriber_id: int, *, now: datetime | None = Non
         if row is None or row.status not in ("pending", "confirmed"):
             return False
         _set_status(row, "bounced", moment)
+        _event(session, row.id, "bounced", source, moment, detail)
         log.info("subscriber bounced", extra={"subscriber": row.id})
         return True
 
 
-def mark_complained(store: Store, subscriber_id: int, *, now: datetime | None = None) -> bool:
+def mark_complained(
+    store: Store, subscriber_id: int, *, now: datetime | None = None, source: str = "operator", detail: dict | None = None
+) -> bool:
     """A spam complaint (feedback loop): any state -> complained. Returns whether anything
     changed. A complaint outranks everything: the reader told their provider we spam them."""
     moment = _now(now)
@@ -748,6 +764,7 @@ def mark_complained(store: Store, subscriber_id: int, *, now: datetime | None = 
         if row is None or row.status == "complained":
             return False
         _set_status(row, "complained", moment)
+        _event(session, row.id, "complained", source, moment, detail)
         log.info("subscriber complained", extra={"subscriber": row.id})
         return True
 

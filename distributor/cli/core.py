@@ -192,7 +192,7 @@ def ingest(
     store = open_store()
     from distributor.cli.progress import Progress
 
-    bar = Progress("ingest")
+    bar = Progress("ingest", enabled=not as_json)
     try:
         reports = ingest_sources(s, store, sources or (), progress=lambda done, total: bar.update(done, total) if total > 1 else None)
     finally:

@@ -15,8 +15,9 @@ from typing import Callable, Iterator, TextIO
 class Progress:
     """`update(done, total)` as work advances; `finish()` at the end."""
 
-    def __init__(self, label: str, *, stream: TextIO | None = None, force_lines: bool = False) -> None:
+    def __init__(self, label: str, *, stream: TextIO | None = None, force_lines: bool = False, enabled: bool = True) -> None:
         self.label = label
+        self.enabled = enabled  # off for --json: scripts read the output whole
         self.stream = stream or sys.stderr
         self.lines = force_lines or not self.stream.isatty()
         self._printed_tenth = -1
@@ -26,7 +27,7 @@ class Progress:
 
     def update(self, done: int, total: int) -> None:
         with self._lock:
-            if total <= 0:
+            if total <= 0 or not self.enabled:
                 return
             done = min(done, total)
             if self.lines:
@@ -56,10 +57,12 @@ class Progress:
 
 
 @contextmanager
-def polled(label: str, read: Callable[[], tuple[int, int]], *, every: float = 0.5, stream: TextIO | None = None) -> Iterator[Progress]:
+def polled(
+    label: str, read: Callable[[], tuple[int, int]], *, every: float = 0.5, stream: TextIO | None = None, enabled: bool = True
+) -> Iterator[Progress]:
     """Report `read() -> (done, total)` every `every` seconds while the block runs (for
     work that does not report its own progress, e.g. the ledger of a send)."""
-    progress = Progress(label, stream=stream)
+    progress = Progress(label, stream=stream, enabled=enabled)
     stop = threading.Event()
 
     def watch() -> None:

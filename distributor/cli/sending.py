@@ -175,7 +175,7 @@ def send(
         counts = delivery_counts(store, run.id)
         return counts["sent"] + counts["failed"] + counts["suppressed"] + counts["deferred"], sum(counts.values())
 
-    with _stop_on_signals(), polled(f"{edition} run #{run.id}", settled):
+    with _stop_on_signals(), polled(f"{edition} run #{run.id}", settled, enabled=not as_json):
         report = dispatch_run(s, store, run.id, take_over=resumed)
         posts = [] if leases.stop_requested() else post_run(s, store, run.id)
     engine.finish_if_done(store, run.id)

@@ -93,7 +93,7 @@ def import_(
     """
     from distributor.cli.progress import Progress
 
-    bar = Progress(f"import {file.name}")
+    bar = Progress(f"import {file.name}", enabled=not as_json)
     try:
         report = subs.import_csv(
             checked_settings("subscribers import"), open_store(), file, confirmed=confirmed,

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Iterable, Iterator, Sequence
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -62,7 +62,7 @@ from distributor.editions import Edition
 from distributor.runs import RunInfo, delivery_counts, get_run, note_progress
 from distributor.settings import Settings
 from distributor.store import Store
-from distributor.store.models import DeliveryRow, SubscriberRow, utcnow
+from distributor.store.models import DeliveryRow, SubscriberEventRow, SubscriberRow, utcnow
 from distributor.text import shorten
 
 log = logging.getLogger("distributor.delivery.email")
@@ -579,12 +579,25 @@ def _record(
             ],
         )
         if bounced:
-            changed = session.execute(
-                update(_S)
-                .where(_S.c.id.in_(bounced), _S.c.status == "confirmed")
-                .values(status="bounced", status_changed_at=now)
-            )
-            report.bounced += changed.rowcount or 0
+            hit = list(session.execute(select(_S.c.id).where(_S.c.id.in_(bounced), _S.c.status == "confirmed")).scalars())
+            if hit:
+                session.execute(
+                    update(_S).where(_S.c.id.in_(hit), _S.c.status == "confirmed").values(status="bounced", status_changed_at=now)
+                )
+                # The evidence, as inbound bounces keep theirs (distributor.inbound.events).
+                by_subscriber = {j.subscriber_id: j for j in decided if j.result.bounce}
+                session.execute(
+                    insert(SubscriberEventRow.__table__),
+                    [
+                        {
+                            "subscriber_id": sid, "at": now, "kind": "bounced", "source": "send",
+                            "run_id": by_subscriber[sid].run_id or None, "delivery_id": by_subscriber[sid].delivery_id,
+                            "detail": {"reply": by_subscriber[sid].result.reply, "when": "refused while sending"},
+                        }
+                        for sid in hit
+                    ],
+                )
+            report.bounced += len(hit)
 
     if connection is None:
         with store.session() as session:

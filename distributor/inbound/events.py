@@ -17,7 +17,9 @@ from distributor.store.models import SubscriberEventRow, SubscriberRow
 from distributor.subscribers import Subscriber, UnknownSubscriber, _now, _value, normalise_address
 
 KINDS = ("bounced", "soft_bounce", "complained", "unsubscribed", "reinstated")
-SOURCES = ("smtp", "imap", "webhook", "operator")
+# smtp/imap/webhook: inbound mail; send: refused at RCPT while sending; web: the reader's
+# own unsubscribe (one-click or the page); operator: the CLI or the console.
+SOURCES = ("smtp", "imap", "webhook", "operator", "send", "web")
 # Statuses an operator may reinstate: suppressions we decided on. An unsubscribe was the
 # reader's own choice and only the reader can undo it (by subscribing again).
 REINSTATABLE = ("bounced", "complained")

@@ -26,6 +26,7 @@ SMALL_IMPORT_LINES = 200
 # What a finished action says on the subscriber's page: fixed texts, never echoed input.
 DONE = {
     "unsubscribed": "Unsubscribed.",
+    "reinstated": "Reinstated: the address gets mail again.",
     "bounced": "Marked as bounced: no more mail goes to this address.",
     "unchanged": "Nothing changed: the subscriber was not in a state this action applies to.",
 }
@@ -176,17 +177,24 @@ def _one(request: Request, subscriber_id: int) -> dict:
     found = subscribers.get(store, subscriber_id) if 0 < subscriber_id <= MAX_ID else None
     if found is None:
         raise HTTPException(404, f"no subscriber #{subscriber_id}")
+    from distributor.inbound.events import events_for
+
     history = [{"event": "created", "at": found.created_at, "detail": f"source: {found.source or 'unknown'}"}]
     if found.confirmed_at:
         history.append({"event": "confirmed", "at": found.confirmed_at, "detail": ""})
-    if found.status_changed_at and found.status_changed_at != (found.confirmed_at or found.created_at):
-        history.append({"event": f"became {found.status}", "at": found.status_changed_at, "detail": ""})
+    # Every change since events are kept (bounces, complaints, unsubscribes, reinstatements),
+    # with its source and evidence; the row's own times cover what came before.
+    for event in events_for(store, subscriber_id):
+        evidence = ", ".join(f"{k}: {v}" for k, v in sorted(event.detail.items()) if v not in (None, ""))
+        where = f"run #{event.run_id}" if event.run_id else ""
+        history.append({"event": f"{event.kind} ({event.source})", "at": event.at, "detail": "; ".join(x for x in (where, evidence) if x)})
+    history.sort(key=lambda h: h["at"])
     return {
         "subscriber": found.as_dict(),
         "editions_resolved": list(found.wanted_editions(settings)),
-        # No event table yet: these are the times the subscriber's row holds.
         "history": history,
-        "history_note": "Only the times stored on the subscriber's row; earlier changes are not kept.",
+        "history_note": "Created and confirmed from the subscriber's row; every later change is an event with its source and evidence.",
+        "reinstatable": found.status in ("bounced", "complained"),
         "deliveries": [asdict(d) for d in subscriber_list.deliveries_of(store, subscriber_id)],
     }
 
@@ -203,18 +211,23 @@ async def subscriber_page(request: Request, subscriber_id: int, done: str = "", 
                 notice=DONE.get(done, ""), **data)
 
 
-def _act(request: Request, subscriber_id: int, action: str, confirm: bool) -> str:
+def _act(request: Request, subscriber_id: int, action: str, confirm: bool, operator: str) -> str:
     """Run an action; the redirect target."""
     _, store = _context(request)
     found = subscribers.get(store, subscriber_id) if 0 < subscriber_id <= MAX_ID else None
     if found is None:
         raise HTTPException(404, f"no subscriber #{subscriber_id}")
     if action == "unsubscribe":
-        _, changed = subscribers.unsubscribe(store, subscriber_id)
+        _, changed = subscribers.unsubscribe(store, subscriber_id, source="operator", detail={"via": "console", "operator": operator})
         return f"/admin/subscribers/{subscriber_id}?done={'unsubscribed' if changed else 'unchanged'}"
     if action == "bounce":
-        changed = subscribers.mark_bounced(store, subscriber_id)
+        changed = subscribers.mark_bounced(store, subscriber_id, source="operator", detail={"via": "console", "operator": operator})
         return f"/admin/subscribers/{subscriber_id}?done={'bounced' if changed else 'unchanged'}"
+    if action == "reinstate":
+        from distributor.inbound.events import reinstate
+
+        _, changed = reinstate(store, found.email, operator=operator, note="console")
+        return f"/admin/subscribers/{subscriber_id}?done={'reinstated' if changed else 'unchanged'}"
     if not confirm:
         raise HTTPException(422, "deleting needs the confirmation box ticked")
     subscribers.purge(store, found.email)
@@ -223,8 +236,8 @@ def _act(request: Request, subscriber_id: int, action: str, confirm: bool) -> st
 
 @router.post("/subscribers/{subscriber_id}/{action}")
 async def subscriber_action(request: Request, subscriber_id: int, action: str, session: Session = Depends(need("admin"))) -> Response:
-    if action not in ("unsubscribe", "bounce", "delete"):
+    if action not in ("unsubscribe", "bounce", "reinstate", "delete"):
         raise HTTPException(404, f"no action {action!r}")
     form = await form_of(request, session)
-    target = await run_in_threadpool(_act, request, subscriber_id, action, form.get("confirm") == "yes")
+    target = await run_in_threadpool(_act, request, subscriber_id, action, form.get("confirm") == "yes", session.operator.name)
     return RedirectResponse(target, status_code=303)

@@ -80,7 +80,7 @@ def test_a_subscribers_page_shows_preferences_state_and_deliveries(clients, cons
     assert page.status_code == 200
     assert "Ana &lt;b&gt;" in page.text and "Europe/Paris" in page.text and "economy, sports" in page.text
     assert f'href="/admin/runs/{run_id}"' in page.text and "451 4.7.1 try later" in page.text
-    assert "Only the times stored on the subscriber" in page.text and "source: cli" not in page.text
+    assert "every later change is an event" in page.text and "source: cli" not in page.text
     assert "/unsubscribe" not in page.text and "/delete" not in page.text  # no forms for a viewer
     twin = viewer.get(f"/admin/subscribers/{s.id}.json").json()
     assert twin["subscriber"]["format"] == "text" and twin["deliveries"][0]["status"] == "deferred"
@@ -284,3 +284,28 @@ def test_a_running_job_page_refreshes_itself_until_the_job_ends(settings, store)
         done = admin.get(path).text
         assert '<meta http-equiv="refresh"' not in done and 'data-live="no"' in done and "1 added" in done
         admin.close()
+
+
+def test_every_change_shows_as_an_event_and_an_admin_can_reinstate(clients, console, settings):
+    from distributor import subscribers
+    from distributor.inbound.events import events_for
+    from tests.integration.admin.conftest import form_token
+
+    _, store = console
+    reader, _ = subscribers.subscribe(settings, store, "events@example.org", confirmed=True, source="cli")
+    admin = clients["admin"]
+    page = admin.get(f"/admin/subscribers/{reader.id}")
+    token = form_token(page.text)
+    assert admin.post(f"/admin/subscribers/{reader.id}/bounce", data={"csrf_token": token}).status_code == 303
+    page = admin.get(f"/admin/subscribers/{reader.id}").text
+    assert "bounced (operator)" in page, page[page.find("<h2>State"):page.find("<h2>Last")]
+    assert "operator: admin" in page, page[page.find("<h2>State"):page.find("<h2>Last")]
+    assert "/reinstate" in page, page[page.find("<div class=\"actions"):]
+    # A viewer sees the history but cannot reinstate.
+    viewer = clients["viewer"]
+    assert viewer.post(f"/admin/subscribers/{reader.id}/reinstate", data={"csrf_token": form_token(viewer.get("/admin").text)}).status_code == 403
+    assert admin.post(f"/admin/subscribers/{reader.id}/reinstate", data={"csrf_token": token}).status_code == 303
+    assert subscribers.get(store, reader.id).status == "confirmed"
+    assert [e.kind for e in events_for(store, reader.id)] == ["bounced", "reinstated"]
+    twin = admin.get(f"/admin/subscribers/{reader.id}.json").json()
+    assert [h["event"] for h in twin["history"]][-2:] == ["bounced (operator)", "reinstated (operator)"]
