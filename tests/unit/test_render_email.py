@@ -398,18 +398,45 @@ def test_html_layout_and_cards(variant, settings):
     assert "max-width:600px" in html
     assert "Morning Brief · Friday, 4 July 2025" in html
     assert f'href="http://127.0.0.1:8000/archive/{RUN_ID}"' in html and "View in browser" in html
-    # Trending first, then sections in configured order.
-    order = [html.index(f">{label}</h2>") for label in ("Trending", "Nation", "Politics", "Economy", "Sports")]
+    # The masthead is the one h1; the sections of the issue are listed under it.
+    assert html.count("<h1") == 1 and '<h1 class="masthead"' in html
+    assert ">Trending · Nation · Politics · Economy · Sports</p>" in html
+    # The lead (first Trending) comes first, with its hero image; then Trending (numbered),
+    # then sections in configured order.
+    body = html[html.index("<body"):]
+    order = [body.index(SEED.title)] + [
+        body.index(f">{label}</h2>") for label in ("Trending", "Nation", "Politics", "Economy", "Sports")
+    ]
     assert order == sorted(order)
-    # Images: alt is the caption, else the title; sized for the 600px column.
-    assert f'alt="{SEED.image_caption}" width="552" height="311"' in html
-    assert f'alt="{TRAINS.title}" width="552" height="311"' in html
+    assert body.count(SEED.title) == 1  # the lead is not repeated in Trending
+    assert re.search(r'class="rank"[^>]*>1</td>.{0,1200}' + re.escape(HAWKS.title), body, re.DOTALL)
+    # Hero: alt is the caption; thumbnails are decorative (alt empty) and 120 px wide;
+    # no image is a link, so each card has exactly one link (its headline).
+    assert f'<img class="hero" src="{SEED.image_url}" alt="{SEED.image_caption}" width="552" height="311"' in html
+    assert f'<img class="thumb" src="{TRAINS.image_url}" alt="" width="120" height="67"' in html
     assert html.count("<img ") == 3  # the Devanagari story has no image
+    assert not re.search(r"<a [^>]*>\s*<img", html)
+    for card in re.findall(r'<td class="card[ "].*?</table>', body, re.DOTALL):
+        assert card.count("<a ") == 1
     assert html.count(">Updated</span>") == 2  # SEED (version 2) and SESSION (version 3)
     assert "News Arena Network · Moscow · 2 min read" in html
     assert "+ 14 more on the site" in html
     assert "You receive the Morning Brief because you subscribed at News Arena." in html
     assert settings.site.postal_address in html
+
+
+def test_each_article_carries_its_language_and_direction(variant):
+    html = fill_html(variant, ASHA)
+    monsoon = html[: html.index(MONSOON.title, html.index("class=\"lead\""))]
+    assert monsoon[monsoon.rindex("<td"):].startswith('<td class="card-text" valign="top" lang="hi" dir="ltr"')
+    hawks = html[: html.index(HAWKS.title, html.index("class=\"lead\""))]
+    assert 'lang="en" dir="ltr"' in hawks[hawks.rindex("<td"):]
+
+
+def test_layout_tables_are_presentation(variant):
+    html = fill_html(variant, ASHA)
+    tables = re.findall(r"<table[^>]*>", html)
+    assert tables and all('role="presentation"' in t for t in tables)
 
 
 def test_preview_without_run_has_no_view_in_browser_link(settings):
@@ -431,7 +458,10 @@ def test_sports_only_variant_has_only_sports(settings):
     assert HAWKS.title in html and HOCKEY.title in html and HAWKS.title in text
     for other in (SEED, MONSOON, TRAINS, SESSION, SENSEX):
         assert other.title not in html and other.title not in text
-    assert ">Nation</h2>" not in html and ">Sports</h2>" in html and ">Trending</h2>" in html
+    # Hawks, the one Trending story left, leads; Hockey is its section's only card.
+    assert ">Nation</h2>" not in html and ">Sports</h2>" in html and ">Trending</h2>" not in html
+    body = html[html.index('class="lead"'):]
+    assert body.index(HAWKS.title) < body.index(">Sports</h2>") < body.index(HOCKEY.title)
     assert variant.subject == f"Morning Brief: {HAWKS.title} + 1 more"
 
 
