@@ -45,6 +45,7 @@ from distributor.settings import ADDR_SPEC, PROJECT_ROOT, Settings, check_mailbo
 from distributor.render.email_budget import PERSONAL_RESERVE_BYTES, Trim, keep_first, next_trim
 from distributor.render.script import article_language
 from distributor.render.transfer import BASE64, QP, Base64Body, choose
+from distributor.short_clicks import short_url
 from distributor.trending import tracked_url
 
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
@@ -727,6 +728,9 @@ def render_variant(
     def article_link(article: Article) -> str:
         # Through /c/{token} when click tracking is on: the token names the article, run
         # and channel, nothing personal, so it is the same for every reader of a variant.
+        # An issue with a run gets short links (short_clicks.py; at most 80 characters).
+        if run_id is not None and settings.file.trending.click_tracking:
+            return short_url(settings, article, run_id)
         return tracked_url(settings, article, run_id=run_id, channel="email", target=link(article.url))
 
     slots = _Slots(settings, "digest", edition.name, edition.window.start, edition.window.end, key, run_id)

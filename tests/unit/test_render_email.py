@@ -520,17 +520,29 @@ def test_html_and_text_carry_the_same_utm_links_without_click_tracking(settings)
     assert f"{SITE}/economy/sensex-snaps-losing-streak?ref=home&utm_content=top&utm_source=newsletter" in text
 
 
-def test_article_links_go_through_click_tracking_to_the_utm_target(settings, variant):
-    from distributor.trending import read_click
+def test_article_links_are_short_click_links_of_at_most_80_characters(settings, variant):
+    from distributor.short_clicks import SHORT_TOKEN, key_ref
 
     html, text = fill_html(variant, ASHA), fill_text(variant, ASHA)
-    tracked = re.findall(r"http://127\.0\.0\.1:8000/c/([\w.-]+)", text)
-    assert tracked and set(tracked) == set(re.findall(r'href="http://127\.0\.0\.1:8000/c/([\w.-]+)"', html))
+    links = re.findall(r"http://127\.0\.0\.1:8000/c/[\w.-]+", text)
+    assert links and set(links) == set(re.findall(r'href="(http://127\.0\.0\.1:8000/c/[\w.-]+)"', html))
+    assert all(len(link) <= 80 for link in links)
+    tokens = [link.rsplit("/", 1)[1] for link in links]
+    assert all(SHORT_TOKEN.match(token) for token in tokens)
+    # Each names this run (base 36) and one article; nothing personal, so every reader
+    # of the variant gets the same links.
+    assert {token.split("_", 1)[0] for token in tokens} == {"ya"}  # 1234
+    assert {SHORT_TOKEN.match(token).group(2) for token in tokens} == {key_ref(a.key) for a in fixture_edition().articles}
+
+
+def test_previews_without_a_run_keep_signed_links_to_the_utm_target(settings):
+    from distributor.trending import read_click
+
+    variant = render_variant(settings, fixture_edition(), sections=None, run_id=None, now=NOW)
+    tracked = re.findall(r'href="http://127\.0\.0\.1:8000/c/([\w.-]+)"', fill_html(variant, ASHA))
     clicks = [read_click(settings, token) for token in tracked]
-    assert all(c.run_id == 1234 and c.channel == "email" for c in clicks)
+    assert clicks and all(c.run_id is None and c.channel == "email" for c in clicks)
     assert all("utm_source=newsletter&utm_medium=email&utm_campaign=morning" in c.target for c in clicks)
-    # Nothing personal in a click token: every reader of the variant gets the same links.
-    assert ASHA.email not in " ".join(c.target + c.article_key for c in clicks)
 
 
 # --- identity and config ----------------------------------------------------------------
