@@ -244,7 +244,7 @@ def test_message_parses_with_each_recipients_own_values(settings, variant):
         assert html == fill_html(variant, who)
         greeting = f"Hi {who.name},"
         assert greeting in text and greeting in html
-        assert f"Unsubscribe: {who.unsubscribe_url}" in text
+        assert f"Unsubscribe:\n{who.unsubscribe_url}\n" in text
         assert f'href="{who.unsubscribe_url.replace("&", "&amp;")}"' in html
         assert f'href="{who.preferences_url}"' in html
     assert parse(variant.message(ASHA))["Message-ID"] != parse(variant.message(RAVI))["Message-ID"]
@@ -439,6 +439,20 @@ def test_layout_tables_are_presentation(variant):
     assert tables and all('role="presentation"' in t for t in tables)
 
 
+def test_text_part_wraps_at_78_columns_except_a_url_on_its_own_line(settings):
+    long_title = "Monsoon session: " + " ".join(["opposition demands debate on floods"] * 8)  # ~300 chars
+    long_meta = article("long", "nation", long_title, 14, byline="Political Bureau and " * 6, dateline="New Delhi",
+                        standfirst="A standfirst " * 20)
+    variant = render_variant(settings, fixture_edition(trending=(long_meta, SEED)), sections=None, run_id=RUN_ID, now=NOW)
+    text = fill_text(variant, RAVI)  # Ravi's unsubscribe URL is over 200 characters
+    for line in text.splitlines():
+        assert len(line) <= 78 or re.fullmatch(r"\s*https?://\S+", line), line
+    # The headline is whole, only wrapped; URLs are never cut.
+    assert " ".join(long_title.split()) in " ".join(text.replace("*", " ").split())
+    assert f"\n{RAVI.unsubscribe_url}\n" in text
+    assert re.search(r"\n  http://127\.0\.0\.1:8000/c/\S+\n", text)
+
+
 def test_preview_without_run_has_no_view_in_browser_link(settings):
     variant = render_variant(settings, fixture_edition(), sections=None, run_id=None, now=NOW)
     assert "View in browser" not in variant.html and "View in browser" not in variant.text
@@ -446,7 +460,7 @@ def test_preview_without_run_has_no_view_in_browser_link(settings):
     assert msg["Message-ID"].startswith(f"<preview{int(NOW.timestamp())}.morning.")
     text, _ = bodies(msg)
     # No recipient data: generic greeting and the generic pages.
-    assert "Hello," in text and "Unsubscribe: http://127.0.0.1:8000/unsubscribe" in text
+    assert "Hello," in text and "Unsubscribe:\nhttp://127.0.0.1:8000/unsubscribe\n" in text
     assert msg["To"] == "asha@example.com"
 
 
