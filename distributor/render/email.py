@@ -706,12 +706,15 @@ def render_variant(
     run_id: int | None,
     now: datetime,
     subject_prefix: str = "",
+    archive: bool = False,
 ) -> RenderedVariant:
     """Render one variant of an issue: Jinja, premailer and MIME encoding, once.
 
     `sections`: the reader's section slugs (None or empty: all). `run_id`: the issue's
     run (None in previews: no "View in browser" link). `now`: the Date header.
     `subject_prefix`: put before the Subject (a console test send's "[Test] ").
+    `archive`: the public archive's page: no greeting, no footer or personal links, no
+    "View in browser", and a subscribe box instead (its HTML has no per-recipient slots).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (it becomes the Date header)")
@@ -766,6 +769,8 @@ def render_variant(
             "preheader": _preheader(variant),
             "no_thumbnail": frozenset(keys[max(len(keys) - trim.thumbnails, 0) :] if trim.thumbnails else ()),
             "no_standfirst": frozenset(keys[max(len(keys) - trim.standfirsts, 0) :] if trim.standfirsts else ()),
+            "archive": archive,
+            "subscribe_url": f"{settings.public_base_url}/subscribe",
             "greeting": slots.token("greeting"),
             "unsubscribe_url": slots.token("unsubscribe"),
             "preferences_url": slots.token("preferences"),

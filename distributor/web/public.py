@@ -756,7 +756,8 @@ class _ArchiveCache:
 
 
 def render_archived(settings: Settings, store: Store, run_id: int) -> str:
-    """The HTML of a sent run as archived: every section, generic (not personal) links."""
+    """The HTML of a sent run as archived: every section, nothing personal (no greeting,
+    footer or reader's links), a subscribe box."""
     from distributor.engine import issue_of
     from distributor.render.email import fill_html, render_variant
     from distributor.runs import get_run
@@ -765,5 +766,5 @@ def render_archived(settings: Settings, store: Store, run_id: int) -> str:
     issue = issue_of(settings, store, run)
     # The window's end stands in for "now": it only dates the (unused) Date header, and
     # keeps the page the same on every visit.
-    variant = render_variant(settings, issue, sections=None, run_id=run.id, now=run.window.end)
+    variant = render_variant(settings, issue, sections=None, run_id=run.id, now=run.window.end, archive=True)
     return fill_html(variant, None)

@@ -453,11 +453,17 @@ def test_archive_lists_sent_runs_and_shows_one_with_generic_links(web):
     assert issue.status_code == 200
     assert "Kohli hits a century" in issue.text and "Rupee firms" in issue.text
     assert "<script>alert(1)</script>" not in issue.text and "&lt;script&gt;" in issue.text
-    # No reader's personal links in a public page: the generic pages instead, which exist.
-    assert "/unsubscribe/" not in issue.text and "/preferences/" not in issue.text
-    assert 'href="https://news.example/unsubscribe"' in issue.text
-    for generic in ("/unsubscribe", "/preferences"):
-        assert "links made for you alone" in client.get(generic).text
+    # Nothing personal in a public page: no greeting, no footer saying why "you" receive
+    # it, no unsubscribe or preferences links, no "View in browser" to itself...
+    assert "Hello," not in issue.text and "Hi " not in issue.text
+    assert "You receive the" not in issue.text and "because you subscribed" not in issue.text
+    assert "/unsubscribe" not in issue.text and "/preferences" not in issue.text
+    assert "View in browser" not in issue.text and f"/archive/{run_id}" not in issue.text
+    # ... and a way to subscribe: the subscribe page, prefilled with the address typed.
+    assert '<form method="get" action="https://news.example/subscribe">' in issue.text
+    assert 'name="email"' in issue.text and ">Subscribe</button>" in issue.text
+    assert "Get the Morning Brief by email." in issue.text
+    assert 'value="reader@example.org"' in client.get("/subscribe", params={"email": "reader@example.org"}).text
     assert client.get(f"/archive/{run_id}").text == issue.text
 
 
