@@ -1050,6 +1050,7 @@ def send_confirmations(settings: Settings, subscribers: Sequence[Subscriber], *,
                 confirm_url=confirm_url(settings, s.id, s.email, now=moment),
                 now=moment,
                 valid_hours=hours,
+                name=s.name,
             ),
             ref=f"confirm-{s.id}",
         )

@@ -892,8 +892,11 @@ def render_confirmation(
     confirm_url: str,
     now: datetime,
     valid_hours: int | None = None,
+    name: str = "",
 ) -> bytes:
     """The complete double opt-in confirmation message for `email`, CRLF line ends.
+
+    `name`: the name the reader gave, if any; it goes in To ("Asha Rao <asha@...>").
 
     `valid_hours` (e.g. web.confirm_max_age_hours) is stated in the text when given.
     The template is rendered and inlined once per settings; each call only fills in.
@@ -907,7 +910,7 @@ def render_confirmation(
         raise ValueError("confirm_url is required")
     digest = hmac.new(made.secret, addr.lower().encode("ascii"), hashlib.sha256).hexdigest()[:20]
     values = {
-        "to": b"To: " + addr.encode("ascii") + b"\r\n",
+        "to": _header("To", _mailbox_tokens(name, addr)),
         "date": _header("Date", [format_datetime(now.astimezone(made.tz))]),  # type: ignore[arg-type]
         "message-id": f"Message-ID: <confirm.{int(now.timestamp())}.{digest}@{made.domain}>\r\n".encode("ascii"),
         "t:confirm": _qp(url),

@@ -676,3 +676,23 @@ def test_confirmation_email(settings):
     assert parse(other)["Message-ID"] != msg["Message-ID"] and "ravi@example.org" in bodies(parse(other))[0]
     with pytest.raises(InvalidAddress):
         render_confirmation(settings, email="x@y.com\r\nBcc: v@z.com", confirm_url=url, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("name", "header"),
+    [
+        ("Asha Rao", "Asha Rao <asha@example.com>"),
+        ("रवि कुमार", "रवि कुमार <asha@example.com>"),  # an encoded word
+        ('Dr. "Ravi", MD', '"Dr. \\"Ravi\\", MD" <asha@example.com>'),
+        ("Evil\r\nBcc: victim@example.com", "\"Evil Bcc: victim@example.com\" <asha@example.com>"),
+        ("", "asha@example.com"),
+    ],
+)
+def test_confirmation_email_is_addressed_to_the_name_given(settings, name, header):
+    raw = render_confirmation(
+        settings, email="asha@example.com", confirm_url="https://news.example/c?t=1", now=NOW, name=name
+    )
+    msg = parse(raw)
+    assert msg.defects == [] and msg["Bcc"] is None
+    assert msg["To"].addresses[0].addr_spec == "asha@example.com"
+    assert str(msg["To"]) == header
