@@ -406,6 +406,9 @@ class EmailConfig(_Strict):
     # without the last cards' thumbnails, then standfirsts, then with its last articles
     # moved into "+ N more on the site", until it fits (and that is logged).
     html_budget_bytes: int = Field(default=95 * 1024, ge=16 * 1024, le=10 * 1024 * 1024)
+    # Send a short welcome email once a subscription is confirmed, saying which editions
+    # the reader will receive and when.
+    welcome: bool = True
     # DKIM signing: all three set to sign, all empty not to. The key file (PEM) is
     # relative to the config file's folder; it is a secret, keep it out of the repo.
     dkim_selector: str = ""

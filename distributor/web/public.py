@@ -486,10 +486,16 @@ def confirm_page(request: Request, token: str) -> Response:
 @router.post("/confirm/{token}", response_class=HTMLResponse)
 def confirm_submit(request: Request, token: str) -> Response:
     """Confirms the subscription the link was mailed for; idempotent."""
+    settings = _settings(request)
     try:
-        subscriber, changed = subs.confirm_with_token(_settings(request), _store(request), token)
+        subscriber, changed = subs.confirm_with_token(settings, _store(request), token)
     except subs.TokenError as exc:
         return _token_error(request, exc, as_json=_wants_json(request))
+    if changed:
+        try:
+            subs.send_welcome(settings, subscriber)
+        except Exception:  # noqa: BLE001 - the subscription stands even if its welcome fails
+            log.exception("welcome email failed", extra={"subscriber": subscriber.id})
     if _wants_json(request):
         return JSONResponse({"status": "confirmed", "changed": changed})
     return _confirmed(request, subscriber, already=not changed)

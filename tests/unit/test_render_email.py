@@ -696,3 +696,15 @@ def test_confirmation_email_is_addressed_to_the_name_given(settings, name, heade
     assert msg.defects == [] and msg["Bcc"] is None
     assert msg["To"].addresses[0].addr_spec == "asha@example.com"
     assert str(msg["To"]) == header
+
+
+def test_edition_schedules_in_words_for_the_welcome_email(settings):
+    from distributor.render.welcome import describe_schedule
+
+    words = {name: describe_schedule(config, "Asia/Kolkata") for name, config in settings.editions.items()}
+    assert words["morning"] == "every day at 07:00 (Asia/Kolkata time)"
+    assert words["evening"] == "every day at 19:00 (Asia/Kolkata time)"
+    assert words["weekly"] == "on Sundays at 09:00 (Asia/Kolkata time)"
+    assert words["breaking"] == "as news breaks"
+    weekdays = settings.editions["morning"].model_copy(update={"schedule": "30 6 * * 1,3,5"})
+    assert describe_schedule(weekdays, "Europe/London") == "on Mondays, Wednesdays and Fridays at 06:30 (Europe/London time)"
