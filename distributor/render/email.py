@@ -8,11 +8,16 @@ finished message is kept as a list of byte segments. `RenderedVariant.message(re
 only encodes those few small values and joins the segments: no Jinja, no premailer, no
 email-package objects per recipient (those cost ~85 ms and ~4 ms a message here).
 
-Transfer encoding: both bodies are quoted-printable. Every static segment is encoded once
-and ends at column 0 (with a soft line break "=" CRLF when it ends mid-line); every
-per-recipient value is encoded per call and ends the same way. So a placeholder is never
-split by a soft line break, no encoded line is longer than 76 characters, and decoding
-the joined body gives exactly the text with the values in place.
+Transfer encoding: each body is quoted-printable, or base64 when that is clearly smaller
+(Devanagari costs 9 bytes a letter in QP, 4 in base64; see transfer.py for how a base64
+body is spliced). In QP every static segment is encoded once and ends at column 0 (with
+a soft line break "=" CRLF when it ends mid-line); every per-recipient value is encoded
+per call and ends the same way. So a placeholder is never split by a soft line break, no
+encoded line is longer than 76 characters, and decoding the joined body gives exactly
+the text with the values in place.
+
+Size guard: the encoded HTML part of every variant is measured as it is rendered and kept
+under `email.html_budget_bytes` (email_budget.py), so Gmail never clips the footer.
 
 This module is pure: it never sends and never touches the database.
 """
@@ -739,7 +744,9 @@ def render_variant(
     slots = _Slots(settings, "digest", edition.name, edition.window.start, edition.window.end, key, run_id)
     articles = variant.articles
     top = articles[0] if articles else None
-    personal = _Personaliser(settings, message_id_prefix="", sign=None)
+    prefix = str(run_id) if run_id is not None else f"preview{int(now.timestamp())}"
+    personal = _Personaliser(settings, message_id_prefix=f"{prefix}.{edition.name}", sign=dkim_signer(settings))
+    # The HTML part is measured with the generic greeting and links in the slots.
     generic = {f"h:{k}": _qp(v) for k, v in personal.html_values(None).items()}
     budget = cfg.html_budget_bytes - PERSONAL_RESERVE_BYTES
 
@@ -817,7 +824,6 @@ def render_variant(
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
     ]
     boundary = "=_" + hashlib.sha256((html + text).encode("utf-8")).hexdigest()[:28]
-    prefix = str(run_id) if run_id is not None else f"preview{int(now.timestamp())}"
     text_body = _body_parts("t", text_parts)
     return RenderedVariant(
         key=key,
@@ -831,7 +837,7 @@ def render_variant(
         _text_splice=_mime_text(headers, text_body),
         _html_parts=html_parts,
         _text_parts=text_parts,
-        _personal=_Personaliser(settings, message_id_prefix=f"{prefix}.{edition.name}", sign=dkim_signer(settings)),
+        _personal=personal,
     )
 
 
