@@ -65,6 +65,12 @@ def _check_http_url(value: str) -> str:
     return value.rstrip("/") + "/"
 
 
+def _check_image_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+/\S*$", value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
 TimezoneName = Annotated[str, AfterValidator(_check_timezone)]
 Slug = Annotated[str, AfterValidator(_check_slug)]
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
@@ -81,6 +87,9 @@ class SiteConfig(_Strict):
     base_url: HttpUrl = "https://www.newsarenaindia.com/"
     timezone: TimezoneName = "Asia/Kolkata"
     language: str = "en"
+    # Logo shown in the email masthead instead of the site's name (an https image about
+    # 32 px high); "" shows the name.
+    logo_url: Annotated[str, AfterValidator(lambda v: v and _check_image_url(v))] = ""
     postal_address: str = Field(min_length=1, default="News Arena India Pvt Ltd, New Delhi, India")
     fallback_section: Slug = "nation"
     trending_category: str = "Trending"
@@ -407,6 +416,14 @@ class EmailConfig(_Strict):
     # uses these attributes literally, so height matches the site's 16:9 crops.
     image_width: int = Field(default=552, ge=100, le=600)
     image_height: int = Field(default=311, ge=50, le=1200)
+    # Largest encoded HTML part of a digest, in bytes. Gmail clips a message near 102 KB
+    # and hides its end, Unsubscribe included; over budget, a variant is rendered again
+    # without the last cards' thumbnails, then standfirsts, then with its last articles
+    # moved into "+ N more on the site", until it fits (and that is logged).
+    html_budget_bytes: int = Field(default=95 * 1024, ge=16 * 1024, le=10 * 1024 * 1024)
+    # Send a short welcome email once a subscription is confirmed, saying which editions
+    # the reader will receive and when.
+    welcome: bool = True
     # DKIM signing: all three set to sign, all empty not to. The key file (PEM) is
     # relative to the config file's folder; it is a secret, keep it out of the repo.
     dkim_selector: str = ""

@@ -1109,7 +1109,7 @@ def import_text(
 
 def send_confirmations(settings: Settings, subscribers: Sequence[Subscriber], *, now: datetime | None = None) -> list:
     """Mail each pending subscriber their confirmation link; one SendResult per subscriber,
-    in order (the only function here that sends anything)."""
+    in order (with send_welcome, the only functions here that send anything)."""
     from distributor.channels.mail import Envelope, mail_channel
     from distributor.render.email import envelope_sender, render_confirmation
 
@@ -1126,6 +1126,7 @@ def send_confirmations(settings: Settings, subscribers: Sequence[Subscriber], *,
                 confirm_url=confirm_url(settings, s.id, s.email, now=moment),
                 now=moment,
                 valid_hours=hours,
+                name=s.name,
             ),
             ref=f"confirm-{s.id}",
         )
@@ -1139,3 +1140,34 @@ def send_confirmations(settings: Settings, subscribers: Sequence[Subscriber], *,
                 extra={"subscriber": subscriber.id, "outcome": result.outcome, "code": result.code},
             )
     return results
+
+
+def send_welcome(settings: Settings, subscriber: Subscriber, *, now: datetime | None = None):  # noqa: ANN201
+    """Mail a just-confirmed subscriber what they will receive and when (`email.welcome`);
+    its SendResult, or None when welcome emails are off or the reader is not confirmed."""
+    from distributor.channels.mail import Envelope, mail_channel
+    from distributor.render.email import envelope_sender
+    from distributor.render.welcome import render_welcome
+
+    if not settings.file.email.welcome or not subscriber.receives_mail:
+        return None
+    moment = _now(now)
+    data = render_welcome(
+        settings,
+        email=subscriber.email,
+        name=subscriber.name,
+        editions=subscriber.wanted_editions(settings),
+        sections=subscriber.sections,
+        timezone=subscriber.timezone,
+        text_only=subscriber.format == "text",
+        preferences_url=preferences_url(settings, subscriber.id, subscriber.email),
+        unsubscribe_url=unsubscribe_url(settings, subscriber.id, subscriber.email),
+        now=moment,
+    )
+    envelope = Envelope(sender=envelope_sender(settings), recipient=subscriber.email, data=data, ref=f"welcome-{subscriber.id}")
+    [result] = mail_channel(settings).send([envelope])
+    if result.outcome != "sent":
+        log.warning(
+            "welcome email not sent", extra={"subscriber": subscriber.id, "outcome": result.outcome, "code": result.code}
+        )
+    return result

@@ -808,8 +808,11 @@ def click_destination(settings: Settings, click: Click, article: Article | None)
 
 def resolve_click(settings: Settings, store: Store, token: str) -> tuple[Click, Article | None, str]:
     """Verify a /c/ token and look its article up: (click, article or None, target)."""
+    from distributor.short_clicks import is_short, resolve_short
     from distributor.store.articles import articles_by_keys
 
+    if is_short(token):
+        return resolve_short(settings, store, token)
     click = read_click(settings, token)
     found = articles_by_keys(store, [click.article_key])
     article = found[0] if found else None

@@ -8,11 +8,16 @@ finished message is kept as a list of byte segments. `RenderedVariant.message(re
 only encodes those few small values and joins the segments: no Jinja, no premailer, no
 email-package objects per recipient (those cost ~85 ms and ~4 ms a message here).
 
-Transfer encoding: both bodies are quoted-printable. Every static segment is encoded once
-and ends at column 0 (with a soft line break "=" CRLF when it ends mid-line); every
-per-recipient value is encoded per call and ends the same way. So a placeholder is never
-split by a soft line break, no encoded line is longer than 76 characters, and decoding
-the joined body gives exactly the text with the values in place.
+Transfer encoding: each body is quoted-printable, or base64 when that is clearly smaller
+(Devanagari costs 9 bytes a letter in QP, 4 in base64; see transfer.py for how a base64
+body is spliced). In QP every static segment is encoded once and ends at column 0 (with
+a soft line break "=" CRLF when it ends mid-line); every per-recipient value is encoded
+per call and ends the same way. So a placeholder is never split by a soft line break, no
+encoded line is longer than 76 characters, and decoding the joined body gives exactly
+the text with the values in place.
+
+Size guard: the encoded HTML part of every variant is measured as it is rendered and kept
+under `email.html_budget_bytes` (email_budget.py), so Gmail never clips the footer.
 
 This module is pure: it never sends and never touches the database.
 """
@@ -42,11 +47,20 @@ from distributor.articles import Article
 from distributor.editions import Edition
 from distributor.errors import ConfigError, DistributorError
 from distributor.settings import ADDR_SPEC, PROJECT_ROOT, Settings, check_mailbox
+from distributor.render.email_budget import PERSONAL_RESERVE_BYTES, Trim, keep_first, next_trim
+from distributor.render.script import article_language
+from distributor.render.transfer import BASE64, QP, Base64Body, choose
+from distributor.short_clicks import short_url
 from distributor.text import clusters, graphemes, shorten
 from distributor.trending import tracked_url
 
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
+log = logging.getLogger(__name__)
 
+# A compact card's thumbnail, beside its text on wide screens (height from the
+# configured image ratio), and the longest standfirst it shows: about one line there.
+THUMB_WIDTH = 120
+CARD_STANDFIRST_CHARS = 100
 # RFC 5322: a header line MUST be at most 998 octets and SHOULD be at most 78.
 HEADER_LINE_MAX = 998
 HEADER_FOLD_AT = 78
@@ -110,12 +124,18 @@ class Recipient:
 
 @dataclass(frozen=True)
 class _Splice:
-    """A finished message as literal byte segments and named per-recipient slots."""
+    """A finished message as literal byte segments, named per-recipient slots and base64
+    bodies (which encode their own slots)."""
 
-    parts: tuple[bytes | str, ...]
+    parts: tuple[bytes | str | Base64Body, ...]
 
     def join(self, values: Mapping[str, bytes]) -> bytes:
-        return b"".join([p if p.__class__ is bytes else values[p] for p in self.parts])  # type: ignore[index]
+        return b"".join(
+            [
+                p if p.__class__ is bytes else values[p] if p.__class__ is str else p.encode(values)  # type: ignore
+                for p in self.parts
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -442,12 +462,32 @@ def inline_css(html: str) -> str:
     ).transform(pretty_print=False)
 
 
+# Whitespace that only the template's line breaks put there: between two tags, with a
+# line break in it (spaces on one line, as between "Updated" and a headline, are kept).
+# One line break stays: in quoted-printable it replaces a soft break ("=" CRLF) that
+# would be needed anyway, so it costs nothing, and it keeps golden diffs readable.
+_TEMPLATE_BREAKS = re.compile(r">[ \t]*\n\s*<")
+# "; " between declarations (and ", " in font lists) in the style attributes premailer writes.
+_STYLE_ATTR = re.compile(r'style="([^"]*)"')
+# The <style> block premailer leaves (dark mode, narrow screens), pretty-printed by it.
+_STYLE_BLOCK = re.compile(r"<style>(.*?)</style>", re.DOTALL)
+
+
+def compact_html(html: str) -> str:
+    """The inlined HTML without needless whitespace: line breaks between tags and the
+    spaces premailer puts after each ";" in style attributes. Every byte counts against
+    the clipping budget; none of these changes what is shown."""
+    html = _TEMPLATE_BREAKS.sub(">\n<", html)
+    html = _STYLE_BLOCK.sub(lambda m: "<style>" + " ".join(m.group(1).split()) + "</style>", html)
+    return _STYLE_ATTR.sub(lambda m: 'style="' + m.group(1).replace("; ", ";").replace(", ", ",") + '"', html)
+
+
 def _render_message(subject: str, html: str, text: str, context: dict) -> tuple[str, str, str]:
     """Subject, inlined HTML and text of one message from templates/email/ (the subject
     is rendered first and given to the bodies). premailer runs here, once a call."""
     env = template_environment()
     context["subject"] = clean_header_text(env.get_template(f"email/{subject}").render(context))
-    body = inline_css(env.get_template(f"email/{html}").render(context)) + "\n"
+    body = compact_html(inline_css(env.get_template(f"email/{html}").render(context))) + "\n"
     plain = env.get_template(f"email/{text}").render(context) + "\n"
     return context["subject"], body, plain
 
@@ -474,54 +514,80 @@ class _Slots:
         return _TextParts(parts)
 
 
-def _body_parts(prefix: str, body: _TextParts) -> list[bytes | str]:
-    """Encoded segments of one body; slots become e.g. "h:greeting" / "t:greeting"."""
-    out: list[bytes | str] = []
+def _body_parts(prefix: str, body: _TextParts) -> tuple[bytes, list[bytes | str | Base64Body]]:
+    """One body's Content-Transfer-Encoding header and its encoded segments, in whichever
+    of quoted-printable and base64 is smaller for its static text (see transfer.py).
+    Slots become e.g. "h:greeting" / "t:greeting"."""
+    qp: list[bytes | str | Base64Body] = []
+    qp_size = raw_size = 0
     for is_slot, value in body.parts:
-        out.append(f"{prefix}:{value}" if is_slot else _qp(value))
-    return out
+        if is_slot:
+            qp.append(f"{prefix}:{value}")
+        else:
+            encoded = _qp(value)
+            qp.append(encoded)
+            qp_size += len(encoded)
+            raw_size += len(value.encode("utf-8"))
+    if choose(qp_size, raw_size) == QP:
+        return b"Content-Transfer-Encoding: quoted-printable\r\n", qp
+    return b"Content-Transfer-Encoding: base64\r\n", [Base64Body.build(body.parts, prefix)]
 
 
-def _mime(headers: list[bytes | str], text: _TextParts, html: _TextParts, boundary: str) -> _Splice:
-    """multipart/alternative (text/plain, then text/html), both UTF-8 quoted-printable.
+def _encoded_size(segments: Sequence[bytes | str | Base64Body], values: Mapping[str, bytes]) -> int:
+    """Bytes of one encoded body with these slot values."""
+    return len(_Splice(tuple(segments)).join(values))
 
-    The boundary starts with "=_", which quoted-printable output can never contain.
+
+def _mime(
+    headers: list[bytes | str],
+    text: tuple[bytes, list[bytes | str | Base64Body]],
+    html: tuple[bytes, list[bytes | str | Base64Body]],
+    boundary: str,
+) -> _Splice:
+    """multipart/alternative (text/plain, then text/html), both UTF-8, each body already
+    encoded by `_body_parts` (its encoding header first).
+
+    The boundary starts with "=_", which quoted-printable and base64 can never contain.
     """
     b = boundary.encode("ascii")
-    part_head = b"Content-Type: %s; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
-    parts: list[bytes | str] = [
+    part_head = b"Content-Type: %s; charset=\"utf-8\"\r\n"
+    parts: list[bytes | str | Base64Body] = [
         *headers,
         b"MIME-Version: 1.0\r\n",
         b'Content-Type: multipart/alternative; boundary="' + b + b'"\r\n',
         b"\r\n",
         b"--" + b + b"\r\n",
         part_head % b"text/plain",
-        *_body_parts("t", text),
+        text[0],
+        b"\r\n",
+        *text[1],
         # The CRLF before a boundary belongs to the boundary: keep the body's own last one.
         b"\r\n--" + b + b"\r\n",
         part_head % b"text/html",
-        *_body_parts("h", html),
+        html[0],
+        b"\r\n",
+        *html[1],
         b"\r\n--" + b + b"--\r\n",
     ]
     return _merged(parts)
 
 
-def _mime_text(headers: list[bytes | str], text: _TextParts) -> _Splice:
-    """A single text/plain part (UTF-8 quoted-printable), for text-format readers."""
-    parts: list[bytes | str] = [
+def _mime_text(headers: list[bytes | str], text: tuple[bytes, list[bytes | str | Base64Body]]) -> _Splice:
+    """A single text/plain part (UTF-8, encoded by `_body_parts`), for text-format readers."""
+    parts: list[bytes | str | Base64Body] = [
         *headers,
         b"MIME-Version: 1.0\r\n",
         b'Content-Type: text/plain; charset="utf-8"\r\n',
-        b"Content-Transfer-Encoding: quoted-printable\r\n",
+        text[0],
         b"\r\n",
-        *_body_parts("t", text),
+        *text[1],
     ]
     return _merged(parts)
 
 
-def _merged(parts: Sequence[bytes | str]) -> _Splice:
+def _merged(parts: Sequence[bytes | str | Base64Body]) -> _Splice:
     """Adjacent literal segments joined, so a message is few joins."""
-    merged: list[bytes | str] = []
+    merged: list[bytes | str | Base64Body] = []
     for part in parts:
         if isinstance(part, bytes) and merged and isinstance(merged[-1], bytes):
             merged[-1] += part
@@ -694,12 +760,15 @@ def render_variant(
     run_id: int | None,
     now: datetime,
     subject_prefix: str = "",
+    archive: bool = False,
 ) -> RenderedVariant:
     """Render one variant of an issue: Jinja, premailer and MIME encoding, once.
 
     `sections`: the reader's section slugs (None or empty: all). `run_id`: the issue's
     run (None in previews: no "View in browser" link). `now`: the Date header.
     `subject_prefix`: put before the Subject (a console test send's "[Test] ").
+    `archive`: the public archive's page: no greeting, no footer or personal links, no
+    "View in browser", and a subscribe box instead (its HTML has no per-recipient slots).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (it becomes the Date header)")
@@ -716,32 +785,78 @@ def render_variant(
     def article_link(article: Article) -> str:
         # Through /c/{token} when click tracking is on: the token names the article, run
         # and channel, nothing personal, so it is the same for every reader of a variant.
+        # An issue with a run gets short links (short_clicks.py; at most 80 characters).
+        if run_id is not None and settings.file.trending.click_tracking:
+            return short_url(settings, article, run_id)
         return tracked_url(settings, article, run_id=run_id, channel="email", target=link(article.url))
 
     slots = _Slots(settings, "digest", edition.name, edition.window.start, edition.window.end, key, run_id)
     articles = variant.articles
     top = articles[0] if articles else None
-    context = {
-        "site": settings.site,
-        "edition": variant,
-        "issued": issued,
-        "archive_url": f"{settings.public_base_url}/archive/{run_id}" if run_id is not None else None,
-        "link": link,
-        "article_link": article_link,
-        "section_labels": {s.slug: s.label for s in settings.sections},
-        "image_width": cfg.image_width,
-        "image_height": cfg.image_height,
-        "top": top,
-        "more": len(articles) - 1 if top else 0,
-        "headline_chars": cfg.subject_headline_chars,
-        "preheader": _preheader(variant),
-        "greeting": slots.token("greeting"),
-        "unsubscribe_url": slots.token("unsubscribe"),
-        "preferences_url": slots.token("preferences"),
-    }
-    subject, html, text = _render_message("subject.txt", "digest.html", "digest.txt", context)
+    prefix = str(run_id) if run_id is not None else f"preview{int(now.timestamp())}"
+    personal = _Personaliser(settings, message_id_prefix=f"{prefix}.{edition.name}", sign=dkim_signer(settings))
+    # The HTML part is measured with the generic greeting and links in the slots.
+    generic = {f"h:{k}": _qp(v) for k, v in personal.html_values(None).items()}
+    budget = cfg.html_budget_bytes - PERSONAL_RESERVE_BYTES
+
+    def draft(trim: Trim) -> tuple[str, str, str, _TextParts, tuple[bytes, list], int]:
+        shown = keep_first(variant, len(articles) - trim.articles)
+        keys = [a.key for a in shown.articles]
+        context = {
+            "site": settings.site,
+            "edition": shown,
+            "issued": issued,
+            "archive_url": f"{settings.public_base_url}/archive/{run_id}" if run_id is not None else None,
+            "link": link,
+            "article_link": article_link,
+            "section_labels": {s.slug: s.label for s in settings.sections},
+            "image_width": cfg.image_width,
+            "image_height": cfg.image_height,
+            "thumb_width": THUMB_WIDTH,
+            "thumb_height": THUMB_WIDTH * cfg.image_height // cfg.image_width,
+            "standfirst_chars": CARD_STANDFIRST_CHARS,
+            "lead": shown.articles[0] if shown.articles else None,
+            "section_line": (["Trending"] if shown.trending else []) + [g.section.label for g in shown.groups],
+            "article_language": lambda a: article_language(a, settings.site.language),
+            # The Subject names the whole variant, trimmed or not.
+            "top": top,
+            "more": len(articles) - 1 if top else 0,
+            "headline_chars": cfg.subject_headline_chars,
+            "preheader": _preheader(variant),
+            "no_thumbnail": frozenset(keys[max(len(keys) - trim.thumbnails, 0) :] if trim.thumbnails else ()),
+            "no_standfirst": frozenset(keys[max(len(keys) - trim.standfirsts, 0) :] if trim.standfirsts else ()),
+            "archive": archive,
+            "subscribe_url": f"{settings.public_base_url}/subscribe",
+            "greeting": slots.token("greeting"),
+            "unsubscribe_url": slots.token("unsubscribe"),
+            "preferences_url": slots.token("preferences"),
+        }
+        subject, html, text = _render_message("subject.txt", "digest.html", "digest.txt", context)
+        html_parts = slots.split(html)
+        body = _body_parts("h", html_parts)
+        return subject, html, text, html_parts, body, _encoded_size(body[1], generic)
+
+    trim = Trim()
+    subject, html, text, html_parts, html_body, size = draft(trim)
+    first_size = size
+    while size > budget:
+        lighter = next_trim(trim, len(articles), size, budget)
+        if lighter is None:
+            log.error(
+                "digest %s variant %s: HTML part %d bytes is over the %d-byte budget even with one article",
+                edition.name, key, size, cfg.html_budget_bytes,
+            )
+            break
+        trim = lighter
+        subject, html, text, html_parts, html_body, size = draft(trim)
+    if trim.any:
+        log.warning(
+            "digest %s variant %s: HTML part %d bytes over the %d-byte budget; sent at %d bytes with %s",
+            edition.name, key, first_size + PERSONAL_RESERVE_BYTES, cfg.html_budget_bytes,
+            size + PERSONAL_RESERVE_BYTES, trim.describe(),
+        )
     subject = subject_prefix + subject
-    html_parts, text_parts = slots.split(html), slots.split(text)
+    text_parts = slots.split(text)
 
     list_name = f"{settings.site.name} {edition.label}"
     list_id = cfg.list_id.format(edition=edition.name)
@@ -759,7 +874,7 @@ def render_variant(
         _header("Feedback-ID", [feedback_id(settings, edition.name, run_id)]),
     ]
     boundary = "=_" + hashlib.sha256((html + text).encode("utf-8")).hexdigest()[:28]
-    prefix = str(run_id) if run_id is not None else f"preview{int(now.timestamp())}"
+    text_body = _body_parts("t", text_parts)
     return RenderedVariant(
         key=key,
         sections=chosen,
@@ -768,11 +883,11 @@ def render_variant(
         text=text,
         count=len(articles),
         run_id=run_id,
-        _splice=_mime(headers, text_parts, html_parts, boundary),
-        _text_splice=_mime_text(headers, text_parts),
+        _splice=_mime(headers, text_body, html_body, boundary),
+        _text_splice=_mime_text(headers, text_body),
         _html_parts=html_parts,
         _text_parts=text_parts,
-        _personal=_Personaliser(settings, message_id_prefix=f"{prefix}.{edition.name}", sign=dkim_signer(settings)),
+        _personal=personal,
     )
 
 
@@ -816,7 +931,7 @@ def _confirmation(settings: Settings, valid_hours: int | None) -> _Confirmation:
     html_parts, text_parts = slots.split(html), slots.split(text)
     boundary = "=_" + hashlib.sha256((html + text).encode("utf-8")).hexdigest()[:28]
     made = _Confirmation(
-        splice=_mime(headers, text_parts, html_parts, boundary),
+        splice=_mime(headers, _body_parts("t", text_parts), _body_parts("h", html_parts), boundary),
         sign=dkim_signer(settings),
         domain=cfg.message_id_domain,
         secret=settings.secret_key.encode(),
@@ -833,8 +948,11 @@ def render_confirmation(
     confirm_url: str,
     now: datetime,
     valid_hours: int | None = None,
+    name: str = "",
 ) -> bytes:
     """The complete double opt-in confirmation message for `email`, CRLF line ends.
+
+    `name`: the name the reader gave, if any; it goes in To ("Asha Rao <asha@...>").
 
     `valid_hours` (e.g. web.confirm_max_age_hours) is stated in the text when given.
     The template is rendered and inlined once per settings; each call only fills in.
@@ -848,7 +966,7 @@ def render_confirmation(
         raise ValueError("confirm_url is required")
     digest = hmac.new(made.secret, addr.lower().encode("ascii"), hashlib.sha256).hexdigest()[:20]
     values = {
-        "to": b"To: " + addr.encode("ascii") + b"\r\n",
+        "to": _header("To", _mailbox_tokens(name, addr)),
         "date": _header("Date", [format_datetime(now.astimezone(made.tz))]),  # type: ignore[arg-type]
         "message-id": f"Message-ID: <confirm.{int(now.timestamp())}.{digest}@{made.domain}>\r\n".encode("ascii"),
         "t:confirm": _qp(url),

@@ -436,10 +436,16 @@ def confirm_page(request: Request, token: str) -> Response:
 @router.post("/confirm/{token}", response_class=HTMLResponse)
 def confirm_submit(request: Request, token: str) -> Response:
     """Confirms the subscription the link was mailed for; idempotent."""
+    settings = _settings(request)
     try:
-        subscriber, changed = subs.confirm_with_token(_settings(request), _store(request), token)
+        subscriber, changed = subs.confirm_with_token(settings, _store(request), token)
     except subs.TokenError as exc:
         return _token_error(request, exc, as_json=_wants_json(request))
+    if changed:
+        try:
+            subs.send_welcome(settings, subscriber)
+        except Exception:  # noqa: BLE001 - the subscription stands even if its welcome fails
+            log.exception("welcome email failed", extra={"subscriber": subscriber.id})
     if _wants_json(request):
         return JSONResponse({"status": "confirmed", "changed": changed})
     return _confirmed(request, subscriber, already=not changed)
@@ -708,7 +714,8 @@ class _ArchiveCache:
 
 
 def render_archived(settings: Settings, store: Store, run_id: int) -> str:
-    """The HTML of a sent run as archived: every section, generic (not personal) links."""
+    """The HTML of a sent run as archived: every section, nothing personal (no greeting,
+    footer or reader's links), a subscribe box."""
     from distributor.engine import issue_of
     from distributor.render.email import fill_html, render_variant
     from distributor.runs import get_run
@@ -717,5 +724,5 @@ def render_archived(settings: Settings, store: Store, run_id: int) -> str:
     issue = issue_of(settings, store, run)
     # The window's end stands in for "now": it only dates the (unused) Date header, and
     # keeps the page the same on every visit.
-    variant = render_variant(settings, issue, sections=None, run_id=run.id, now=run.window.end)
+    variant = render_variant(settings, issue, sections=None, run_id=run.id, now=run.window.end, archive=True)
     return fill_html(variant, None)

@@ -4,6 +4,9 @@ JSON), honeypot, rate limits (in process and in Redis), confirm, preferences, un
 
 from __future__ import annotations
 
+import email
+from email import policy
+
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -97,6 +100,50 @@ def test_subscribe_by_form_stores_pending_and_mails_the_link(web):
     )
     token = confirm_token_from_outbox(s, row.id)
     assert client.get(f"/confirm/{token}").status_code == 200
+
+
+def test_confirmation_is_addressed_by_name_and_followed_by_a_welcome(web):
+    client, s, store = web
+    client.post(
+        "/subscribe",
+        data={"email": "asha@example.com", "name": "Asha Rao", "sections": ["sports", "politics"],
+              "editions": ["morning", "weekly"], "_prefs": "1", "website": ""},
+    )
+    [row] = subscriber_rows(store)
+    confirmation = email.message_from_bytes(
+        (s.outbox_dir / "email" / f"confirm-{row.id}.eml").read_bytes(), policy=policy.default
+    )
+    assert str(confirmation["To"]) == "Asha Rao <asha@example.com>"
+    welcome = s.outbox_dir / "email" / f"welcome-{row.id}.eml"
+    assert not welcome.exists()  # not before the reader confirms
+    token = confirm_token_from_outbox(s, row.id)
+    assert client.post(f"/confirm/{token}").status_code == 200
+    msg = email.message_from_bytes(welcome.read_bytes(), policy=policy.default)
+    assert msg.defects == [] and str(msg["To"]) == "Asha Rao <asha@example.com>"
+    assert msg["Subject"] == "Welcome to News Arena: you are subscribed"
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    assert "Welcome, Asha Rao!" in text and "Welcome, Asha Rao!" in html
+    # What and when: the chosen editions with their schedules, and the chosen sections.
+    assert "* Morning Brief, every day at 07:00 (Asia/Kolkata time)" in text
+    assert "* The Week, on Sundays at 09:00 (Asia/Kolkata time)" in text
+    assert "Evening Wrap" not in text
+    assert "With news from: Politics, Sports." in text
+    assert "https://news.example/preferences/" in text and "https://news.example/unsubscribe/" in text
+    # A second confirmation (the link clicked again) sends no second welcome.
+    welcome.unlink()
+    assert client.post(f"/confirm/{token}").status_code == 200
+    assert not welcome.exists()
+
+
+def test_welcome_email_can_be_switched_off(settings, store):
+    s = make_settings(settings)
+    s = Settings(s.file.model_copy(update={"email": s.file.email.model_copy(update={"welcome": False})}), s.env, s.config_path)
+    client = make_client(s, store)
+    client.post("/subscribe", data={"email": "quiet@example.com"})
+    [row] = subscriber_rows(store)
+    assert client.post(f"/confirm/{confirm_token_from_outbox(s, row.id)}").status_code == 200
+    assert [p.name for p in (s.outbox_dir / "email").iterdir()] == [f"confirm-{row.id}.eml"]
 
 
 def test_subscribe_by_json_and_minimal_form_take_the_defaults(web):
@@ -503,11 +550,17 @@ def test_archive_lists_sent_runs_and_shows_one_with_generic_links(web):
     assert issue.status_code == 200
     assert "Kohli hits a century" in issue.text and "Rupee firms" in issue.text
     assert "<script>alert(1)</script>" not in issue.text and "&lt;script&gt;" in issue.text
-    # No reader's personal links in a public page: the generic pages instead, which exist.
-    assert "/unsubscribe/" not in issue.text and "/preferences/" not in issue.text
-    assert 'href="https://news.example/unsubscribe"' in issue.text
-    for generic in ("/unsubscribe", "/preferences"):
-        assert "links made for you alone" in client.get(generic).text
+    # Nothing personal in a public page: no greeting, no footer saying why "you" receive
+    # it, no unsubscribe or preferences links, no "View in browser" to itself...
+    assert "Hello," not in issue.text and "Hi " not in issue.text
+    assert "You receive the" not in issue.text and "because you subscribed" not in issue.text
+    assert "/unsubscribe" not in issue.text and "/preferences" not in issue.text
+    assert "View in browser" not in issue.text and f"/archive/{run_id}" not in issue.text
+    # ... and a way to subscribe: the subscribe page, prefilled with the address typed.
+    assert '<form method="get" action="https://news.example/subscribe">' in issue.text
+    assert 'name="email"' in issue.text and ">Subscribe</button>" in issue.text
+    assert "Get the Morning Brief by email." in issue.text
+    assert 'value="reader@example.org"' in client.get("/subscribe", params={"email": "reader@example.org"}).text
     assert client.get(f"/archive/{run_id}").text == issue.text
 
 

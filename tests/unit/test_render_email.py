@@ -244,7 +244,7 @@ def test_message_parses_with_each_recipients_own_values(settings, variant):
         assert html == fill_html(variant, who)
         greeting = f"Hi {who.name},"
         assert greeting in text and greeting in html
-        assert f"Unsubscribe: {who.unsubscribe_url}" in text
+        assert f"Unsubscribe:\n{who.unsubscribe_url}\n" in text
         assert f'href="{who.unsubscribe_url.replace("&", "&amp;")}"' in html
         assert f'href="{who.preferences_url}"' in html
     assert parse(variant.message(ASHA))["Message-ID"] != parse(variant.message(RAVI))["Message-ID"]
@@ -398,18 +398,59 @@ def test_html_layout_and_cards(variant, settings):
     assert "max-width:600px" in html
     assert "Morning Brief · Friday, 4 July 2025" in html
     assert f'href="http://127.0.0.1:8000/archive/{RUN_ID}"' in html and "View in browser" in html
-    # Trending first, then sections in configured order.
-    order = [html.index(f">{label}</h2>") for label in ("Trending", "Nation", "Politics", "Economy", "Sports")]
+    # The masthead is the one h1; the sections of the issue are listed under it.
+    assert html.count("<h1") == 1 and '<h1 class="masthead"' in html
+    assert ">Trending · Nation · Politics · Economy · Sports</p>" in html
+    # The lead (first Trending) comes first, with its hero image; then Trending (numbered),
+    # then sections in configured order.
+    body = html[html.index("<body"):]
+    order = [body.index(SEED.title)] + [
+        body.index(f">{label}</h2>") for label in ("Trending", "Nation", "Politics", "Economy", "Sports")
+    ]
     assert order == sorted(order)
-    # Images: alt is the caption, else the title; sized for the 600px column.
-    assert f'alt="{SEED.image_caption}" width="552" height="311"' in html
-    assert f'alt="{TRAINS.title}" width="552" height="311"' in html
+    assert body.count(SEED.title) == 1  # the lead is not repeated in Trending
+    assert re.search(r'class="rank"[^>]*>1</td>.{0,1200}' + re.escape(HAWKS.title), body, re.DOTALL)
+    # Hero: alt is the caption; thumbnails are decorative (alt empty) and 120 px wide;
+    # no image is a link, so each card has exactly one link (its headline).
+    assert f'<img class="hero" src="{SEED.image_url}" alt="{SEED.image_caption}" width="552" height="311"' in html
+    assert f'<img class="thumb" src="{TRAINS.image_url}" alt="" width="120" height="67"' in html
     assert html.count("<img ") == 3  # the Devanagari story has no image
+    assert not re.search(r"<a [^>]*>\s*<img", html)
+    for card in re.findall(r'<td class="card[ "].*?</table>', body, re.DOTALL):
+        assert card.count("<a ") == 1
     assert html.count(">Updated</span>") == 2  # SEED (version 2) and SESSION (version 3)
     assert "News Arena Network · Moscow · 2 min read" in html
     assert "+ 14 more on the site" in html
     assert "You receive the Morning Brief because you subscribed at News Arena." in html
     assert settings.site.postal_address in html
+
+
+def test_each_article_carries_its_language_and_direction(variant):
+    html = fill_html(variant, ASHA)
+    monsoon = html[: html.index(MONSOON.title, html.index("class=\"lead\""))]
+    assert monsoon[monsoon.rindex("<td"):].startswith('<td class="card-text" valign="top" lang="hi" dir="ltr"')
+    hawks = html[: html.index(HAWKS.title, html.index("class=\"lead\""))]
+    assert 'lang="en" dir="ltr"' in hawks[hawks.rindex("<td"):]
+
+
+def test_layout_tables_are_presentation(variant):
+    html = fill_html(variant, ASHA)
+    tables = re.findall(r"<table[^>]*>", html)
+    assert tables and all('role="presentation"' in t for t in tables)
+
+
+def test_text_part_wraps_at_78_columns_except_a_url_on_its_own_line(settings):
+    long_title = "Monsoon session: " + " ".join(["opposition demands debate on floods"] * 8)  # ~300 chars
+    long_meta = article("long", "nation", long_title, 14, byline="Political Bureau and " * 6, dateline="New Delhi",
+                        standfirst="A standfirst " * 20)
+    variant = render_variant(settings, fixture_edition(trending=(long_meta, SEED)), sections=None, run_id=RUN_ID, now=NOW)
+    text = fill_text(variant, RAVI)  # Ravi's unsubscribe URL is over 200 characters
+    for line in text.splitlines():
+        assert len(line) <= 78 or re.fullmatch(r"\s*https?://\S+", line), line
+    # The headline is whole, only wrapped; URLs are never cut.
+    assert " ".join(long_title.split()) in " ".join(text.replace("*", " ").split())
+    assert f"\n{RAVI.unsubscribe_url}\n" in text
+    assert re.search(r"\n  http://127\.0\.0\.1:8000/c/\S+\n", text)
 
 
 def test_preview_without_run_has_no_view_in_browser_link(settings):
@@ -419,7 +460,7 @@ def test_preview_without_run_has_no_view_in_browser_link(settings):
     assert msg["Message-ID"].startswith(f"<preview{int(NOW.timestamp())}.morning.")
     text, _ = bodies(msg)
     # No recipient data: generic greeting and the generic pages.
-    assert "Hello," in text and "Unsubscribe: http://127.0.0.1:8000/unsubscribe" in text
+    assert "Hello," in text and "Unsubscribe:\nhttp://127.0.0.1:8000/unsubscribe\n" in text
     assert msg["To"] == "asha@example.com"
 
 
@@ -431,7 +472,10 @@ def test_sports_only_variant_has_only_sports(settings):
     assert HAWKS.title in html and HOCKEY.title in html and HAWKS.title in text
     for other in (SEED, MONSOON, TRAINS, SESSION, SENSEX):
         assert other.title not in html and other.title not in text
-    assert ">Nation</h2>" not in html and ">Sports</h2>" in html and ">Trending</h2>" in html
+    # Hawks, the one Trending story left, leads; Hockey is its section's only card.
+    assert ">Nation</h2>" not in html and ">Sports</h2>" in html and ">Trending</h2>" not in html
+    body = html[html.index('class="lead"'):]
+    assert body.index(HAWKS.title) < body.index(">Sports</h2>") < body.index(HOCKEY.title)
     assert variant.subject == f"Morning Brief: {HAWKS.title} + 1 more"
 
 
@@ -490,17 +534,29 @@ def test_html_and_text_carry_the_same_utm_links_without_click_tracking(settings)
     assert f"{SITE}/economy/sensex-snaps-losing-streak?ref=home&utm_content=top&utm_source=newsletter" in text
 
 
-def test_article_links_go_through_click_tracking_to_the_utm_target(settings, variant):
-    from distributor.trending import read_click
+def test_article_links_are_short_click_links_of_at_most_80_characters(settings, variant):
+    from distributor.short_clicks import SHORT_TOKEN, key_ref
 
     html, text = fill_html(variant, ASHA), fill_text(variant, ASHA)
-    tracked = re.findall(r"http://127\.0\.0\.1:8000/c/([\w.-]+)", text)
-    assert tracked and set(tracked) == set(re.findall(r'href="http://127\.0\.0\.1:8000/c/([\w.-]+)"', html))
+    links = re.findall(r"http://127\.0\.0\.1:8000/c/[\w.-]+", text)
+    assert links and set(links) == set(re.findall(r'href="(http://127\.0\.0\.1:8000/c/[\w.-]+)"', html))
+    assert all(len(link) <= 80 for link in links)
+    tokens = [link.rsplit("/", 1)[1] for link in links]
+    assert all(SHORT_TOKEN.match(token) for token in tokens)
+    # Each names this run (base 36) and one article; nothing personal, so every reader
+    # of the variant gets the same links.
+    assert {token.split("_", 1)[0] for token in tokens} == {"ya"}  # 1234
+    assert {SHORT_TOKEN.match(token).group(2) for token in tokens} == {key_ref(a.key) for a in fixture_edition().articles}
+
+
+def test_previews_without_a_run_keep_signed_links_to_the_utm_target(settings):
+    from distributor.trending import read_click
+
+    variant = render_variant(settings, fixture_edition(), sections=None, run_id=None, now=NOW)
+    tracked = re.findall(r'href="http://127\.0\.0\.1:8000/c/([\w.-]+)"', fill_html(variant, ASHA))
     clicks = [read_click(settings, token) for token in tracked]
-    assert all(c.run_id == 1234 and c.channel == "email" for c in clicks)
+    assert clicks and all(c.run_id is None and c.channel == "email" for c in clicks)
     assert all("utm_source=newsletter&utm_medium=email&utm_campaign=morning" in c.target for c in clicks)
-    # Nothing personal in a click token: every reader of the variant gets the same links.
-    assert ASHA.email not in " ".join(c.target + c.article_key for c in clicks)
 
 
 # --- identity and config ----------------------------------------------------------------
@@ -620,3 +676,35 @@ def test_confirmation_email(settings):
     assert parse(other)["Message-ID"] != msg["Message-ID"] and "ravi@example.org" in bodies(parse(other))[0]
     with pytest.raises(InvalidAddress):
         render_confirmation(settings, email="x@y.com\r\nBcc: v@z.com", confirm_url=url, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("name", "header"),
+    [
+        ("Asha Rao", "Asha Rao <asha@example.com>"),
+        ("रवि कुमार", "रवि कुमार <asha@example.com>"),  # an encoded word
+        ('Dr. "Ravi", MD', '"Dr. \\"Ravi\\", MD" <asha@example.com>'),
+        ("Evil\r\nBcc: victim@example.com", "\"Evil Bcc: victim@example.com\" <asha@example.com>"),
+        ("", "asha@example.com"),
+    ],
+)
+def test_confirmation_email_is_addressed_to_the_name_given(settings, name, header):
+    raw = render_confirmation(
+        settings, email="asha@example.com", confirm_url="https://news.example/c?t=1", now=NOW, name=name
+    )
+    msg = parse(raw)
+    assert msg.defects == [] and msg["Bcc"] is None
+    assert msg["To"].addresses[0].addr_spec == "asha@example.com"
+    assert str(msg["To"]) == header
+
+
+def test_edition_schedules_in_words_for_the_welcome_email(settings):
+    from distributor.render.welcome import describe_schedule
+
+    words = {name: describe_schedule(config, "Asia/Kolkata") for name, config in settings.editions.items()}
+    assert words["morning"] == "every day at 07:00 (Asia/Kolkata time)"
+    assert words["evening"] == "every day at 19:00 (Asia/Kolkata time)"
+    assert words["weekly"] == "on Sundays at 09:00 (Asia/Kolkata time)"
+    assert words["breaking"] == "as news breaks"
+    weekdays = settings.editions["morning"].model_copy(update={"schedule": "30 6 * * 1,3,5"})
+    assert describe_schedule(weekdays, "Europe/London") == "on Mondays, Wednesdays and Fridays at 06:30 (Europe/London time)"
