@@ -19,7 +19,7 @@ def make_run(store, keys: list[str]) -> tuple[int, datetime]:
     end = utcnow().replace(microsecond=0)
     with store.session() as session:
         row = EditionRunRow(
-            edition="morning", slot=end, window_start=end - timedelta(hours=24), window_end=end,
+            edition="morning", slot=end, local_slot=end.strftime("%Y-%m-%dT%H:%M:%S"), window_start=end - timedelta(hours=24), window_end=end,
             status="sending", article_keys=keys, layout={"trending": [], "sections": [["nation", keys]], "omitted": 0},
         )
         session.add(row)
