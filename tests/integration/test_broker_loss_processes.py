@@ -26,10 +26,14 @@ UTC = timezone.utc
 RECOVERY_BOUND = 120.0
 
 PRODUCTION_TIMINGS = (
-    harness.CONFIG.replace("claim_timeout_seconds = 10\n", "claim_timeout_seconds = 900\nbatch_size = 50\n")
+    harness.CONFIG.replace("retry_max_seconds = 2\n", "retry_max_seconds = 2\nbatch_size = 50\n")
+    .replace("lease_seconds = 5\n", "lease_seconds = 30\n")
     .replace("tick_seconds = 5\n", "tick_seconds = 30\n")
     .replace("stale_after_seconds = 5\n", "stale_after_seconds = 300\n")
 )
+# Each replacement must have taken: a harness change would otherwise quietly test
+# something else (one batch of 400 loses nothing in Redis).
+assert all(line in PRODUCTION_TIMINGS for line in ("batch_size = 50", "lease_seconds = 30", "tick_seconds = 30", "stale_after_seconds = 300"))
 
 
 def test_redis_restart_loses_queued_batches_and_the_run_still_finishes_within_two_minutes(make_world, monkeypatch, record_property):

@@ -33,7 +33,7 @@ def prepared(tmp_path) -> tuple[str, Store, int]:
     settings = load_settings(CONFIG)
     reader, _ = subscribers.subscribe(settings, store, "asha@example.org", confirmed=True, source="cli", now=T0)
     with store.session() as session:
-        run = EditionRunRow(edition="morning", slot=T0, window_start=T0, window_end=T0, status="done")
+        run = EditionRunRow(edition="morning", slot=T0, local_slot=T0.strftime("%Y-%m-%dT%H:%M:%S"), window_start=T0, window_end=T0, status="done")
         session.add(run)
         session.flush()
         delivery = DeliveryRow(run_id=run.id, subscriber_id=reader.id, status="sent")
