@@ -291,6 +291,8 @@ def post_new_articles(settings: Settings, store: Store, article_keys: Iterable[s
                       transports: Transports | dict | None = None) -> list[PostReport]:
     """Instant mode for Mastodon channels: as Telegram's (sections, quiet hours held for
     a roundup thread, articles older than `telegram.instant_max_age_hours` skipped)."""
+    if not social_channels(settings):
+        return []
     now = now or utcnow()
     transports = _transports(settings, transports)
     reports = flush_quiet_hours(settings, store, now=now, transports=transports)
@@ -476,6 +478,18 @@ def _edit(settings: Settings, store: Store, transport: Transport, row: TelegramP
         ledger.pause_channel(store, channel, result.description)
     return PostReport(channel, article.key, "failed", (status_id,),
                       note=f"edit not applied: {result.description or result.outcome}")
+
+
+# --- test ----------------------------------------------------------------------------
+
+
+def send_test_status(settings: Settings, channel: str, *, now: datetime | None = None) -> SocialResult:
+    """A short test status, "direct" with no one mentioned: only the account sees it.
+    Nothing is written to the ledger (outbox file without credentials)."""
+    moment = (now or utcnow()).astimezone(settings.tz)
+    text = f"{settings.site.name}: test status from distributor ({moment:%Y-%m-%d %H:%M %Z})"
+    return transport_for(settings, channel).call(
+        SocialRequest("status", {"status": text, "visibility": "direct", "language": settings.site.language}))
 
 
 # --- retries --------------------------------------------------------------------------
