@@ -89,4 +89,7 @@ class SocialOutbox:
         os.replace(temporary, path)  # readers never see a half-written file
         if request.action == "edit":
             return SocialResult("ok", remote_ids=(str(request.params.get("id", "")),), description=str(path))
+        if "rkey" in request.params:  # a Bluesky record: "uri cid", as the PDS would name it
+            uri = f"at://{stem}/app.bsky.feed.post/{request.params['rkey']}"
+            return SocialResult("ok", remote_ids=(f"{uri} outbox{digest[:16]}",), description=str(path))
         return SocialResult("ok", remote_ids=(str(int(digest[:12], 16)),), description=str(path))

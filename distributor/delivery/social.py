@@ -1,11 +1,12 @@
-"""Mastodon (and, later, Bluesky) delivery on the shared channel ledger.
+"""Mastodon and Bluesky delivery on the shared channel ledger.
 
-A Mastodon channel's posts are rows of the same ledger as Telegram's (`telegram_posts`,
+A Mastodon or Bluesky channel's posts are rows of the same ledger as Telegram's (`telegram_posts`,
 unique per channel and article, per channel and run), claimed with the same leases and
 settled by the same code (`delivery.telegram._claim`, `_settle`, `expire_dead_claims`),
 so `channels status`, retries, pauses and the run's bookkeeping see every kind alike. The
 row's `message_ids` hold the remote status ids (as text: Mastodon ids are strings),
-`kind` is "status" for an article post, "digest" or "roundup" for a thread.
+`kind` is "status" for an article post, "digest" or "roundup" for a thread. Bluesky
+posts are recorded as "<at-uri> <cid>" (a reply names both, for its root and parent).
 
 What differs from Telegram is the sending loop, here:
 
@@ -22,16 +23,23 @@ What differs from Telegram is the sending loop, here:
 - silent hours post "unlisted" (followers see it; public timelines do not), since
   Mastodon has no silent notification.
 
+Bluesky differs again: no idempotency key, so each post gets a record key (`rkey`) made
+from its ledger row and part, and a resend reads back the record the first attempt made;
+no edit, so a correction is left alone (`corrections = "leave"`, the default) or the
+post is deleted and posted again under the same record key (`"repost"`); the link is a
+facet and a link card whose thumbnail is the article image uploaded as a blob.
+
 Only the channel's `call` (or the outbox) does I/O, besides fetching the article image
 through the feeds' SSRF-guarded fetch.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from sqlalchemy import select, update
@@ -41,6 +49,7 @@ from distributor.channels.social import SocialOutbox, SocialRequest, SocialResul
 from distributor.delivery import leases
 from distributor.delivery import telegram as ledger
 from distributor.delivery.telegram import PostReport, _Send
+from distributor.render import bluesky as bluesky_render
 from distributor.render import mastodon as render
 from distributor.settings import ChannelConfig, Settings
 from distributor.store import Store
@@ -50,7 +59,7 @@ from distributor.trending import click_links, tracked_url
 
 log = logging.getLogger(__name__)
 
-KINDS = ("mastodon",)
+KINDS = ("mastodon", "bluesky")
 # How long a post whose answer was lost (or that met a 5xx) waits before its resend
 # (with the same Idempotency-Key, which Mastodon honours for an hour).
 RESEND_SECONDS = 60.0
@@ -74,7 +83,12 @@ def transport_for(settings: Settings, channel: str) -> Transport:
 
         return MastodonChannel(config.instance_url, credentials["token"],
                                timeout=settings.file.telegram.read_timeout_seconds)
-    raise ValueError(f"channels.{channel}: kind {config.kind} has no sender yet")
+    if config.kind == "bluesky":
+        from distributor.channels.bluesky import BlueskyChannel
+
+        return BlueskyChannel(config.service, credentials["handle"], credentials["app_password"],
+                              timeout=settings.file.telegram.read_timeout_seconds)
+    raise ValueError(f"channels.{channel}: kind {config.kind} has no sender")
 
 
 class Transports:
@@ -158,18 +172,59 @@ def alt_text(article: Article) -> str:
     return shorten((article.image_caption or article.title).strip(), render.LIMITS.max_alt_text)
 
 
-def _media_request(settings: Settings, transport: Transport, article: Article) -> SocialRequest | None:
+def _media_request(settings: Settings, transport: Transport, article: Article, kind: str = "mastodon") -> SocialRequest | None:
+    """The upload of the article image: a Mastodon attachment with alt text, or a Bluesky
+    blob for the link card's thumbnail (each capped at its service's size)."""
     if not article.image_url:
         return None
-    params = {"description": alt_text(article), "file_name": "image"}
+    action, cap = ("blob", bluesky_render.LIMITS.max_thumb_bytes) if kind == "bluesky" else (
+        "media", render.LIMITS.max_image_bytes)
+    params = {"description": alt_text(article), "file_name": "image"} if action == "media" else {}
     if isinstance(transport, SocialOutbox):
         # The demo fetches nothing: the file says which image would be uploaded.
-        return SocialRequest("media", {**params, "url": article.image_url})
-    found = fetch_image(settings, article.image_url, render.LIMITS.max_image_bytes)
+        return SocialRequest(action, {**params, "url": article.image_url})
+    found = fetch_image(settings, article.image_url, cap)
     if found is None:
         return None
-    data, kind = found
-    return SocialRequest("media", {**params, "mime_type": kind}, data=data)
+    data, media_type = found
+    return SocialRequest(action, {**params, "mime_type": media_type}, data=data)
+
+
+_TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+
+
+def record_key(created_at: datetime, row_id: int, part: int) -> str:
+    """A Bluesky record key (a TID: 13 base32-sortable characters) for one post of a
+    ledger row: the same for every attempt, different for every row and part (the row's
+    creation time in microseconds plus the part, and the row id as the clock id)."""
+    micros = int(created_at.timestamp() * 1_000_000) + part
+    value = ((micros & ((1 << 53) - 1)) << 10) | (row_id % 1024)
+    return "".join(_TID_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(13)))
+
+
+def _strong_ref(remote_id: str) -> dict[str, str]:
+    uri, _, cid = remote_id.partition(" ")
+    return {"uri": uri, "cid": cid}
+
+
+def _part_request(settings: Settings, config: ChannelConfig, content, part: int, row_key: tuple[datetime, int],
+                  posted: Sequence[str], uploaded: SocialResult | None, now: datetime) -> SocialRequest:
+    """The request that posts one part (a status, or a Bluesky record) of a post or thread."""
+    if config.kind == "bluesky":
+        record = copy.deepcopy(content)
+        record["createdAt"] = now.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if posted:
+            record["reply"] = {"root": _strong_ref(posted[0]), "parent": _strong_ref(posted[-1])}
+        if uploaded is not None and uploaded.ok and "blob" in uploaded.extra and "embed" in record:
+            record["embed"]["external"]["thumb"] = uploaded.extra["blob"]
+        return SocialRequest("post", {"rkey": record_key(row_key[0], row_key[1], part), "record": record})
+    params: dict = {"status": content, "visibility": _visibility(settings, config, now),
+                    "language": settings.site.language}
+    if posted:
+        params["in_reply_to_id"] = posted[-1]
+    if uploaded is not None and uploaded.ok:
+        params["media_ids"] = list(uploaded.remote_ids)
+    return SocialRequest("status", params, idempotency_key=idempotency_key(row_key[1], part))
 
 
 # --- sending --------------------------------------------------------------------------
@@ -201,25 +256,21 @@ def _send_held(settings: Settings, store: Store, transports: Transports, channel
         wait = (held - now).total_seconds()
         return replace(done, status="pending", note=f"deferred: rate limited for {wait:.0f} s", retry_in=wait)
     first_row = min(row_ids)
-    for part, text in enumerate(statuses, 1):
+    row_key = (ledger._row(store, first_row).created_at, first_row)
+    for part, content in enumerate(statuses, 1):
         if part <= len(done.ids):
             continue
         if leases.stop_requested():
             return replace(done, status="pending", note=f"stopped before part {part}/{len(statuses)}: resumes there")
-        params: dict = {"status": text, "visibility": _visibility(settings, config, now),
-                        "language": settings.site.language}
-        if done.ids:
-            params["in_reply_to_id"] = done.ids[-1]
+        uploaded = None
         if part == 1 and media is not None:
             uploaded = transport.call(media)
-            if uploaded.ok:
-                params["media_ids"] = list(uploaded.remote_ids)
-            elif uploaded.outcome in ("rejected",):
-                log.warning("mastodon refused the image: posting without it (%s)", uploaded.description,
+            if uploaded.outcome == "rejected":
+                log.warning("%s refused the image: posting without it (%s)", config.kind, uploaded.description,
                             extra={"channel": channel, "reason": uploaded.description})
-            else:
+            elif not uploaded.ok:
                 return _failure(store, transports, channel, uploaded, done, now, part=part, parts=len(statuses))
-        result = transport.call(SocialRequest("status", params, idempotency_key=idempotency_key(first_row, part)))
+        result = transport.call(_part_request(settings, config, content, part, row_key, done.ids, uploaded, now))
         if not result.ok:
             return _failure(store, transports, channel, result, done, now, part=part, parts=len(statuses))
         done.ids.extend(result.remote_ids)
@@ -235,21 +286,37 @@ def _failure(store: Store, transports: Transports, channel: str, result: SocialR
     reason = result.description or result.outcome
     if result.outcome == "retry_after":
         transports.held[channel] = now + timedelta(seconds=result.retry_after)
-        log.warning("mastodon rate limit: post deferred", extra={"channel": channel, "retry_in": result.retry_after})
+        log.warning("social channel rate limited: post deferred", extra={"channel": channel, "retry_in": result.retry_after})
         return replace(done, status="pending", note=f"deferred: rate limited{where}", retry_in=result.retry_after)
     if result.outcome in ("ambiguous", "temporary"):
         # The resend carries the same Idempotency-Key: the instance answers the status
         # it already made, if it made one.
-        log.warning("mastodon post deferred", extra={"channel": channel, "reason": reason})
+        log.warning("social post deferred", extra={"channel": channel, "reason": reason})
         return replace(done, status="pending", note=f"deferred: {reason}{where}", retry_in=RESEND_SECONDS)
     if result.outcome == "unauthorized":
-        log.error("mastodon refused the access token", extra={"channel": channel})
-        return replace(done, status="pending", note="the access token was refused", retry_in=300.0)
+        log.error("social channel refused its credentials", extra={"channel": channel})
+        return replace(done, status="pending", note="the credentials were refused", retry_in=300.0)
     if result.outcome == "permanent":
         ledger.pause_channel(store, channel, reason)
         return replace(done, status="failed", note=f"channel paused: {reason}{where}")
-    log.error("mastodon refused a post", extra={"channel": channel, "reason": reason})
+    log.error("social post refused", extra={"channel": channel, "reason": reason})
     return replace(done, status="failed", note=f"{reason}{where}")
+
+
+def _article_parts(settings: Settings, config: ChannelConfig, transport: Transport, article: Article,
+                   link: str) -> list:
+    """An article's post: one status text (Mastodon) or one record (Bluesky)."""
+    if config.kind == "bluesky":
+        return [bluesky_render.article_post(settings, article, link_url=link)]
+    return [render.article_status(settings, article, link_url=link, max_characters=max_characters(transport))]
+
+
+def _thread_parts(settings: Settings, config: ChannelConfig, transport: Transport, heading: str,
+                  articles: Sequence[Article], link_url) -> list:  # noqa: ANN001 - article -> URL
+    """A digest or roundup thread's posts, in order."""
+    if config.kind == "bluesky":
+        return bluesky_render.thread_posts(settings, heading, articles, link_url=link_url)
+    return render.thread_statuses(heading, articles, link_url=link_url, max_characters=max_characters(transport))
 
 
 def _start_ids(store: Store, row_id: int) -> list[str]:
@@ -277,11 +344,11 @@ def post_article(settings: Settings, store: Store, article_key: str, channel: st
     if not ledger._claim(settings, store, row_id, statuses, now, holder, early=again):
         return ledger._existing(store, row_id, article.key)
     transport = transports[channel]
-    text = render.article_status(settings, article, link_url=tracked_url(settings, article, channel=channel),
-                                 max_characters=max_characters(transport))
+    config = settings.channels[channel]
+    parts = _article_parts(settings, config, transport, article, tracked_url(settings, article, channel=channel))
     start = _start_ids(store, row_id)
-    media = None if start else _media_request(settings, transport, article)
-    sent = _send_statuses(settings, store, transports, channel, [row_id], [text], holder, now, media=media,
+    media = None if start else _media_request(settings, transport, article, config.kind)
+    sent = _send_statuses(settings, store, transports, channel, [row_id], parts, holder, now, media=media,
                           start_ids=start)
     ledger._settle(store, [row_id], sent, now, kind="status", hashes={row_id: ledger.fingerprint(article)})
     return ledger._report(channel, article.key, sent)
@@ -343,16 +410,15 @@ def flush_quiet_hours(settings: Settings, store: Store, *, now: datetime | None 
         if not claimed:
             continue
         transport = transports[channel]
-        limit = max_characters(transport)
         row_ids = [r for r, _ in claimed]
         articles = [a for _, a in claimed]
         if len(articles) == 1:
-            statuses = [render.article_status(settings, articles[0], max_characters=limit,
-                                              link_url=tracked_url(settings, articles[0], channel=channel))]
-            media, kind = _media_request(settings, transport, articles[0]), "status"
+            statuses = _article_parts(settings, config, transport, articles[0],
+                                      tracked_url(settings, articles[0], channel=channel))
+            media, kind = _media_request(settings, transport, articles[0], config.kind), "status"
         else:
-            statuses = render.thread_statuses(ledger.roundup_title(config, len(articles)), articles,
-                                              link_url=click_links(settings, channel=channel), max_characters=limit)
+            statuses = _thread_parts(settings, config, transport, ledger.roundup_title(config, len(articles)),
+                                     articles, click_links(settings, channel=channel))
             media, kind = None, "roundup"
         sent = _send_statuses(settings, store, transports, channel, row_ids, statuses, holder, now, media=media)
         ledger._settle(store, row_ids, sent, now, kind=kind,
@@ -404,9 +470,8 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
         transport = transports[channel]
         day = edition.window.end.astimezone(settings.tz)
         heading = f"{settings.site.name} · {edition.label} · {day:%-d %B %Y}"
-        statuses = render.thread_statuses(heading, variant.articles,
-                                          link_url=click_links(settings, run_id=run_id, channel=channel),
-                                          max_characters=max_characters(transport))
+        statuses = _thread_parts(settings, config, transport, heading, variant.articles,
+                                 click_links(settings, run_id=run_id, channel=channel))
         sent = _send_statuses(settings, store, transports, channel, [row_id], statuses, holder, now,
                               start_ids=_start_ids(store, row_id))
         ledger._settle(store, [row_id], sent, now, kind="digest")
@@ -444,10 +509,17 @@ def update_posted_articles(settings: Settings, store: Store, article_keys: Itera
             if row.kind != "status" or not row.message_ids:
                 reports.append(PostReport(row.channel, key, "unchanged", note=f"a {row.kind or 'post'} is not edited"))
                 continue
+            config = channels[row.channel]
+            if config.kind == "bluesky" and config.corrections == "leave":
+                reports.append(PostReport(row.channel, key, "unchanged", note="Bluesky has no edit (corrections = leave)"))
+                continue
             if not window or row.posted_at is None or now - row.posted_at > window:
                 reports.append(PostReport(row.channel, key, "unchanged", note="outside the edit window"))
                 continue
-            reports.append(_edit(settings, store, transports[row.channel], row, article, new_hash))
+            if config.kind == "bluesky":
+                reports.append(_repost(settings, store, transports, row, article, now))
+            else:
+                reports.append(_edit(settings, store, transports[row.channel], row, article, new_hash))
     return reports
 
 
@@ -478,6 +550,25 @@ def _edit(settings: Settings, store: Store, transport: Transport, row: TelegramP
         ledger.pause_channel(store, channel, result.description)
     return PostReport(channel, article.key, "failed", (status_id,),
                       note=f"edit not applied: {result.description or result.outcome}")
+
+
+def _repost(settings: Settings, store: Store, transports: Transports, row: TelegramPostRow, article: Article,
+            now: datetime) -> PostReport:
+    """Bluesky `corrections = "repost"`: delete the post, then post the article again
+    (under the same record key). Between the two the row is pending again, so a crash
+    there leaves the repost to the retry pass, not lost."""
+    channel = row.channel
+    if ledger.channel_state(settings, store, channel).paused:
+        return PostReport(channel, article.key, "skipped", note="channel paused")
+    uri = str(row.message_ids[0]).split(" ")[0]
+    deleted = transports[channel].call(SocialRequest("delete", {"rkey": uri.rsplit("/", 1)[-1], "uri": uri}))
+    if not deleted.ok:
+        return PostReport(channel, article.key, "failed", note=f"not deleted: {deleted.description or deleted.outcome}")
+    with store.session() as session:
+        session.execute(update(TelegramPostRow).where(TelegramPostRow.id == row.id, TelegramPostRow.status == "sent")
+                        .values(status="pending", message_ids=[], next_attempt_at=None, error="deleted for a repost"))
+    report = post_article(settings, store, article.key, channel, now=now, transports=transports)
+    return replace(report, status="reposted") if report.status == "sent" else report
 
 
 # --- test ----------------------------------------------------------------------------

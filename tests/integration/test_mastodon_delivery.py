@@ -275,7 +275,7 @@ def test_refused_token_defers_and_says_so(store, make, fake_mastodon):
     keys = save(store, article("u1", section="politics"))
     bad = social.Transports(settings, {"fedi": MastodonChannel(fake_mastodon.base_url, "wrong-token", timeout=0.5)})
     reports = social.post_new_articles(settings, store, keys, now=NOW, transports=bad)
-    assert [(r.status, r.note) for r in reports] == [("deferred", "the access token was refused")]
+    assert [(r.status, r.note) for r in reports] == [("deferred", "the credentials were refused")]
     assert "wrong-token" not in reports[0].line()
 
 
