@@ -1,4 +1,4 @@
-"""`distributor channels ...`: social channels (Telegram, Mastodon): list, status, test, post, resume.
+"""`distributor channels ...`: social channels (Telegram, Mastodon, Bluesky): list, status, test, post, resume.
 
 Also the pieces the edition commands use: `send_run_to_channels` (for `distributor send
 EDITION`) and `preview_calls` (for `distributor preview EDITION --out DIR`, which writes
@@ -13,7 +13,7 @@ import typer
 
 from distributor.cli.core import app, checked_settings, open_store, settings
 
-channels_app = typer.Typer(help="Social channels (Telegram, Mastodon): list, status, test, post, resume.",
+channels_app = typer.Typer(help="Social channels (Telegram, Mastodon, Bluesky): list, status, test, post, resume.",
                            no_args_is_help=True)
 app.add_typer(channels_app, name="channels")
 
@@ -133,6 +133,10 @@ def channels_test(channel: str = typer.Argument(..., help="Channel name from the
         from distributor.delivery.social import send_test_status
 
         result = send_test_status(s, channel)
+        if result.ok and s.channels[channel].kind == "bluesky":
+            typer.echo(f"{channel}: logged in to {s.channels[channel].destination} "
+                       f"(nothing posted: Bluesky posts are public; {','.join(result.remote_ids)})")
+            return
         if result.ok:
             typer.echo(f"{channel}: test status posted to {s.channels[channel].destination} "
                        f"(visible to the account only; id {','.join(result.remote_ids)})")

@@ -575,8 +575,11 @@ def _repost(settings: Settings, store: Store, transports: Transports, row: Teleg
 
 
 def send_test_status(settings: Settings, channel: str, *, now: datetime | None = None) -> SocialResult:
-    """A short test status, "direct" with no one mentioned: only the account sees it.
-    Nothing is written to the ledger (outbox file without credentials)."""
+    """Mastodon: a short test status, "direct" with no one mentioned: only the account
+    sees it. Bluesky (where every post is public): a login only, answering the account's
+    DID. Nothing is written to the ledger (outbox file without credentials)."""
+    if settings.channels[channel].kind == "bluesky":
+        return transport_for(settings, channel).call(SocialRequest("session", {"handle_from": "environment"}))
     moment = (now or utcnow()).astimezone(settings.tz)
     text = f"{settings.site.name}: test status from distributor ({moment:%Y-%m-%d %H:%M %Z})"
     return transport_for(settings, channel).call(

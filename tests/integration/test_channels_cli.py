@@ -54,9 +54,11 @@ def test_list_test_post_status_resume(cli, fake_telegram):
 
     first, second = sports_articles(cli)[:2]
     out = cli("channels", "post", first["url"]).output  # by URL, to every channel carrying Sports
-    # main and sports on Telegram, fediverse (Mastodon, no token: the outbox).
-    assert out.count(" sent ") == 3 and "fediverse" in out
-    assert len(list((Path(os.getcwd()) / "var" / "outbox" / "mastodon").glob("fediverse-status-*.json"))) == 1
+    # main and sports on Telegram, fediverse (Mastodon) and bluesky: no credentials, the outbox.
+    assert out.count(" sent ") == 4 and "fediverse" in out and "bluesky" in out
+    outbox = Path(os.getcwd()) / "var" / "outbox"
+    assert len(list((outbox / "mastodon").glob("fediverse-status-*.json"))) == 1
+    assert len(list((outbox / "bluesky").glob("bluesky-post-*.json"))) == 1
     assert "exists" in cli("channels", "post", first["key"], "--channel", "sports").output
 
     fake_telegram.fail_chat("@newsarena_sports", "kicked")
@@ -88,6 +90,7 @@ def test_mastodon_test_status_without_a_token_goes_to_the_outbox(cli, tmp_path):
     [written] = (tmp_path / "var" / "outbox" / "mastodon").glob("fediverse-status-*.json")
     payload = json.loads(written.read_text(encoding="utf-8"))
     assert payload["params"]["visibility"] == "direct" and "test status" in payload["params"]["status"]
+    assert "logged in to https://bsky.social (nothing posted" in cli("channels", "test", "bluesky").output
 
 
 def test_without_a_token_the_test_message_goes_to_the_outbox(cli, monkeypatch, tmp_path, fake_telegram):
