@@ -286,3 +286,21 @@ def _rows(store):
 
     with store.session() as session:
         return session.scalars(select(TelegramPostRow)).all()
+
+
+def test_quiet_hours_hold_posts_for_one_roundup_thread(store, tmp_path, fake_mastodon):
+    quiet = {"fedi-sports": ChannelConfig(kind="mastodon", instance_url=fake_mastodon.base_url, sections=("sports",),
+                                          instant=True, quiet_hours="00:00-06:00")}
+    settings = settings_for(tmp_path, channels=quiet, telegram=TelegramConfig(read_timeout_seconds=0.5))
+    night = datetime(2026, 11, 26, 20, 0, tzinfo=timezone.utc)  # 01:30 in Kolkata
+    keys = save(store, article("q1", published_at=night - timedelta(minutes=9)),
+                article("q2", published_at=night - timedelta(minutes=8)))
+    held = social.post_new_articles(settings, store, keys, now=night, transports=transports(settings, fake_mastodon))
+    assert [r.status for r in held] == ["held", "held"] and fake_mastodon.posted() == []
+    morning = datetime(2026, 11, 27, 0, 45, tzinfo=timezone.utc)  # 06:15
+    reports = social.flush_quiet_hours(settings, store, now=morning, transports=transports(settings, fake_mastodon))
+    assert [(r.target, r.status) for r in reports] == [("roundup of 2", "sent")]
+    posted = fake_mastodon.posted()
+    assert posted[0].text.startswith("2 new stories since 00:00")
+    assert [s.in_reply_to_id for s in posted[1:]] == [s.id for s in posted[:-1]]
+    assert {r.kind for r in _rows(store)} == {"roundup"}
