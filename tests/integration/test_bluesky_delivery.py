@@ -226,3 +226,18 @@ def test_without_credentials_records_go_to_the_outbox(store, tmp_path, monkeypat
     assert APP_PASSWORD in settings.secrets()
     assert isinstance(social.transport_for(settings, "sky"), BlueskyChannel)
     assert APP_PASSWORD not in repr(social.transport_for(settings, "sky"))
+
+
+def test_a_refused_session_is_dropped_and_the_next_attempt_logs_in_again(store, make, fake_bluesky):
+    settings = make()
+    keys = save(store, article("x1", section="politics"))
+    social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_bluesky))
+    keys = save(store, article("x2", section="politics"))
+    fake_bluesky.fail_next("401", path="com.atproto.repo.createRecord")
+    reports = social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_bluesky))
+    assert [(r.status, r.note) for r in reports] == [("deferred", "the credentials were refused")]
+    assert APP_PASSWORD not in reports[0].line()
+    retried = social.retry_deferred(settings, store, now=NOW + timedelta(seconds=300),
+                                    transports=transports(settings, fake_bluesky))
+    assert [r.status for r in retried] == ["sent"]
+    assert fake_bluesky.logins == 2 and len(fake_bluesky.posts) == 2

@@ -304,3 +304,14 @@ def test_quiet_hours_hold_posts_for_one_roundup_thread(store, tmp_path, fake_mas
     assert posted[0].text.startswith("2 new stories since 00:00")
     assert [s.in_reply_to_id for s in posted[1:]] == [s.id for s in posted[:-1]]
     assert {r.kind for r in _rows(store)} == {"roundup"}
+
+
+def test_5xx_defers_and_the_resend_posts(store, make, fake_mastodon):
+    settings = make()
+    keys = save(store, article("e1", section="politics"))
+    fake_mastodon.fail_next("500", path="/api/v1/statuses")
+    reports = social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
+    assert [r.status for r in reports] == ["deferred"] and "500" in reports[0].note
+    retried = social.retry_deferred(settings, store, now=NOW + timedelta(seconds=social.RESEND_SECONDS),
+                                    transports=transports(settings, fake_mastodon))
+    assert [r.status for r in retried] == ["sent"] and len(fake_mastodon.posted()) == 1
