@@ -39,6 +39,7 @@ class CycleReport:
 def process_run(settings: Settings, store: Store, run: RunInfo, now: datetime, report: CycleReport) -> None:
     """Prepare a run and send it everywhere, here and now."""
     from distributor.delivery import email as email_delivery
+    from distributor.delivery import social as social_delivery
     from distributor.delivery import telegram as telegram_delivery
 
     prepared = engine.prepare_run(settings, store, run.id)
@@ -48,6 +49,7 @@ def process_run(settings: Settings, store: Store, run: RunInfo, now: datetime, r
     engine.mark_sending(store, run.id)
     email_delivery.dispatch_run(settings, store, run.id, now=now)
     telegram_delivery.post_run(settings, store, run.id, now=now)
+    social_delivery.post_run(settings, store, run.id, now=now)
     engine.finish_if_done(store, run.id)
     counts = delivery_counts(store, run.id)
     final = get_run(store, run.id)
@@ -91,6 +93,7 @@ def first_cycle(settings: Settings, store: Store, now: datetime) -> CycleReport:
 
     A fresh install thus shows real output at once; later starts only catch up.
     """
+    from distributor.delivery import social as social_delivery
     from distributor.delivery import telegram as telegram_delivery
     from distributor.ingest.pipeline import ingest_sources
 
@@ -100,8 +103,10 @@ def first_cycle(settings: Settings, store: Store, now: datetime) -> CycleReport:
         report.add(result.summary())
         if result.new:
             telegram_delivery.post_new_articles(settings, store, [a.key for a in result.new])
+            social_delivery.post_new_articles(settings, store, [a.key for a in result.new])
         if result.updated:
             telegram_delivery.update_posted_articles(settings, store, [a.key for a in result.updated])
+            social_delivery.update_posted_articles(settings, store, [a.key for a in result.updated])
     with store.session() as session:
         have_run = set(session.scalars(select(EditionRunRow.edition).distinct()))
     for name, config in settings.editions.items():

@@ -307,16 +307,33 @@ def _check_daily_range(value: str) -> str:
 DailyRangeText = Annotated[str, AfterValidator(_check_daily_range)]
 
 
+ChannelKind = Literal["telegram", "mastodon", "bluesky"]
+
+
 class ChannelConfig(_Strict):
-    """A Telegram channel: where its posts go, what it carries, and when.
+    """A social channel (Telegram, Mastodon or Bluesky): where its posts go, what it
+    carries, and when.
 
     Modes: `instant` posts each new article of the channel's sections as soon as it is
     ingested; `digests` names the editions the channel receives as one (possibly split)
     digest post on the edition's schedule. A channel may do both.
     """
 
-    # "@username" of a public channel, or the numeric id ("-100...") of any chat.
-    chat_id: str = Field(min_length=2)
+    # Which network: "telegram" (the default), "mastodon" or "bluesky".
+    kind: ChannelKind = "telegram"
+    # Telegram only: "@username" of a public channel, or the numeric id ("-100...") of any chat.
+    chat_id: str = ""
+    # Mastodon only: the instance's address, e.g. "https://mastodon.social". The access
+    # token comes from the environment: MASTODON_<NAME>_TOKEN.
+    instance_url: str = ""
+    # Mastodon only: public | unlisted | private | direct.
+    visibility: Literal["public", "unlisted", "private", "direct"] = "public"
+    # Bluesky only: the PDS to log in to. Handle and app password come from the
+    # environment: BLUESKY_<NAME>_HANDLE, BLUESKY_<NAME>_APP_PASSWORD.
+    service_url: str = ""
+    # Bluesky only (it has no edit): what a correction does to a posted article:
+    # "leave" it (the default) or "repost" (delete the post and post the article again).
+    corrections: Literal["leave", "repost"] = "leave"
     # Section slugs this channel carries; empty means every section.
     sections: tuple[Slug, ...] = ()
     # Post each new article of those sections as soon as it is ingested.
@@ -335,9 +352,39 @@ class ChannelConfig(_Strict):
     @field_validator("chat_id")
     @classmethod
     def _chat_id_form(cls, value: str) -> str:
-        if not re.match(r"^(@[A-Za-z][A-Za-z0-9_]{3,}|-?\d+)$", value):
+        if value and not re.match(r"^(@[A-Za-z][A-Za-z0-9_]{3,}|-?\d+)$", value):
             raise ValueError(f"{value!r} is neither @username nor a numeric chat id")
         return value
+
+    @field_validator("instance_url", "service_url")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return _check_http_url(value).rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _kind_keys(self) -> "ChannelConfig":
+        # Each kind names its destination its own way; a key of another kind is a mistake.
+        if self.kind == "telegram" and not self.chat_id:
+            raise ValueError("chat_id: required for a telegram channel")
+        if self.kind != "telegram" and self.chat_id:
+            raise ValueError(f"chat_id: only for telegram channels (this one is {self.kind})")
+        if self.kind == "mastodon" and not self.instance_url:
+            raise ValueError("instance_url: required for a mastodon channel")
+        if self.kind != "mastodon" and self.instance_url:
+            raise ValueError(f"instance_url: only for mastodon channels (this one is {self.kind})")
+        if self.kind != "bluesky" and self.service_url:
+            raise ValueError(f"service_url: only for bluesky channels (this one is {self.kind})")
+        return self
+
+    @property
+    def destination(self) -> str:
+        """Where the channel posts, for people: the chat, the instance or the PDS."""
+        return {"telegram": self.chat_id, "mastodon": self.instance_url}.get(self.kind) or self.service
+
+    @property
+    def service(self) -> str:
+        """The Bluesky PDS address (bsky.social unless `service_url` says otherwise)."""
+        return self.service_url or "https://bsky.social"
 
     @field_validator("sections", "digests")
     @classmethod
@@ -873,6 +920,8 @@ class FileConfig(_Strict):
         # Two entries for one chat would post every article there twice.
         chats: dict[str, str] = {}
         for name, channel in self.channels.items():
+            if channel.kind != "telegram":
+                continue
             if channel.chat_id.lower() in chats:
                 raise ValueError(
                     f"channels.{name}.chat_id: {channel.chat_id} is already channels.{chats[channel.chat_id.lower()]}"
@@ -985,6 +1034,21 @@ class Settings:
     def operator_token(self) -> str | None:
         return self.env.operator_token.get_secret_value() if self.env.operator_token else None
 
+    def channel_credentials(self, name: str) -> dict[str, str]:
+        """A Mastodon or Bluesky channel's credentials from the environment, by the
+        channel's name upper-cased (dashes as underscores); {} when they are not set, and
+        for Telegram channels (the bot token is shared: TELEGRAM_BOT_TOKEN)."""
+        config = self.channels.get(name)
+        stem = name.upper().replace("-", "_")
+        if config is None or config.kind == "telegram":
+            return {}
+        if config.kind == "mastodon":
+            token = os.environ.get(f"MASTODON_{stem}_TOKEN", "").strip()
+            return {"token": token} if token else {}
+        handle = os.environ.get(f"BLUESKY_{stem}_HANDLE", "").strip()
+        password = os.environ.get(f"BLUESKY_{stem}_APP_PASSWORD", "").strip()
+        return {"handle": handle, "app_password": password} if handle and password else {}
+
     def secrets(self) -> list[str]:
         """Every secret value in force, for masking in logs and output."""
         found = []
@@ -997,6 +1061,8 @@ class Settings:
             found.append(self.env.secret_key.get_secret_value())
         if self.env.telegram_bot_token:
             found.append(self.env.telegram_bot_token.get_secret_value())
+        for name in self.channels:
+            found += [value for value in self.channel_credentials(name).values() if value]
         if self.env.smtp_url:
             from urllib.parse import urlsplit
 

@@ -1,4 +1,5 @@
-"""Telegram tasks: instant article posts, edits on update, digest posts, quiet-hours roundups.
+"""Social channel tasks: instant article posts, edits on update, digest posts, quiet-hours
+roundups, for Telegram and then the other kinds (Mastodon: distributor.delivery.social).
 
 Each task runs its async sending inside its own `asyncio.run`, and the channel creates its
 Bot and HTTP client inside that loop: nothing is shared across event loops.
@@ -18,8 +19,11 @@ def post_articles(article_keys: list[str]) -> dict:
     """Post new articles to every instant channel that carries their section."""
     from distributor.delivery import telegram as telegram_delivery
 
+    from distributor.delivery import social
+
     settings, store = context()
-    return _summary(telegram_delivery.post_new_articles(settings, store, article_keys))
+    reports = telegram_delivery.post_new_articles(settings, store, article_keys)
+    return _summary(reports + social.post_new_articles(settings, store, article_keys))
 
 
 @app.task(name="tasks.telegram.update_articles", **RETRY)
@@ -27,8 +31,11 @@ def update_articles(article_keys: list[str]) -> dict:
     """Edit posted messages of corrected articles within the edit window."""
     from distributor.delivery import telegram as telegram_delivery
 
+    from distributor.delivery import social
+
     settings, store = context()
-    return _summary(telegram_delivery.update_posted_articles(settings, store, article_keys))
+    reports = telegram_delivery.update_posted_articles(settings, store, article_keys)
+    return _summary(reports + social.update_posted_articles(settings, store, article_keys))
 
 
 @app.task(name="tasks.telegram.post_run", **RETRY)
@@ -37,8 +44,11 @@ def post_run(run_id: int) -> dict:
     from distributor import engine
     from distributor.delivery import telegram as telegram_delivery
 
+    from distributor.delivery import social
+
     settings, store = context()
-    result = _summary(telegram_delivery.post_run(settings, store, run_id))
+    reports = telegram_delivery.post_run(settings, store, run_id)
+    result = _summary(reports + social.post_run(settings, store, run_id))
     engine.finish_if_done(store, run_id)
     return result
 
@@ -48,8 +58,12 @@ def flush_quiet_hours() -> dict:
     """At the end of a channel's quiet hours, post what waited as one roundup."""
     from distributor.delivery import telegram as telegram_delivery
 
+    from distributor.delivery import social
+
     settings, store = context()
-    return _summary(telegram_delivery.flush_quiet_hours(settings, store, now=datetime.now(timezone.utc)))
+    now = datetime.now(timezone.utc)
+    reports = telegram_delivery.flush_quiet_hours(settings, store, now=now)
+    return _summary(reports + social.flush_quiet_hours(settings, store, now=now))
 
 
 @app.task(name="tasks.telegram.retry_deferred", **RETRY)
@@ -58,8 +72,12 @@ def retry_deferred() -> dict:
     from distributor import engine
     from distributor.delivery import telegram as telegram_delivery
 
+    from distributor.delivery import social
+
     settings, store = context()
-    result = _summary(telegram_delivery.retry_deferred(settings, store, now=datetime.now(timezone.utc)))
+    now = datetime.now(timezone.utc)
+    reports = telegram_delivery.retry_deferred(settings, store, now=now)
+    result = _summary(reports + social.retry_deferred(settings, store, now=now))
     # A retry may settle a run's last post: close such runs here.
     engine.finish_settled_runs(store)
     return result

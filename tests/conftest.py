@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from distributor.settings import PROJECT_ROOT, PathsConfig, Settings, load_settings
 from distributor.store import Store
 
-pytest_plugins = ["tests.fakes.telegram_api", "tests.fakes.smtp_server"]
+pytest_plugins = ["tests.fakes.telegram_api", "tests.fakes.mastodon_api", "tests.fakes.bluesky_api", "tests.fakes.smtp_server"]
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONFIG = PROJECT_ROOT / "config" / "distributor.toml"

@@ -1,4 +1,4 @@
-"""`distributor channels ...`: Telegram channels: list, status, test, post, resume.
+"""`distributor channels ...`: social channels (Telegram, Mastodon, Bluesky): list, status, test, post, resume.
 
 Also the pieces the edition commands use: `send_run_to_channels` (for `distributor send
 EDITION`) and `preview_calls` (for `distributor preview EDITION --out DIR`, which writes
@@ -13,7 +13,8 @@ import typer
 
 from distributor.cli.core import app, checked_settings, open_store, settings
 
-channels_app = typer.Typer(help="Telegram channels: list, status, test, post, resume.", no_args_is_help=True)
+channels_app = typer.Typer(help="Social channels (Telegram, Mastodon, Bluesky): list, status, test, post, resume.",
+                           no_args_is_help=True)
 app.add_typer(channels_app, name="channels")
 
 
@@ -27,9 +28,11 @@ def preview_calls(s, edition) -> list[dict]:
 
 def send_run_to_channels(s, store, run_id: int) -> list[str]:
     """Post an edition run to every channel taking it as a digest; one line per channel."""
+    from distributor.delivery import social
     from distributor.delivery.telegram import post_run
 
-    return [report.line() for report in post_run(s, store, run_id)]
+    reports = post_run(s, store, run_id) + social.post_run(s, store, run_id)
+    return [report.line() for report in reports]
 
 
 def _known(name: str) -> None:
@@ -49,7 +52,8 @@ def channels_list(as_json: bool = typer.Option(False, "--json")) -> None:
         rows.append(
             {
                 "channel": name,
-                "chat_id": config.chat_id,
+                "kind": config.kind,
+                "chat_id": config.destination,
                 "sections": list(config.sections) or ["(all)"],
                 "instant": config.instant,
                 "digests": list(config.digests),
@@ -125,6 +129,20 @@ def channels_test(channel: str = typer.Argument(..., help="Channel name from the
 
     s = settings()
     _known(channel)
+    if s.channels[channel].kind != "telegram":
+        from distributor.delivery.social import send_test_status
+
+        result = send_test_status(s, channel)
+        if result.ok and s.channels[channel].kind == "bluesky":
+            typer.echo(f"{channel}: logged in to {s.channels[channel].destination} "
+                       f"(nothing posted: Bluesky posts are public; {','.join(result.remote_ids)})")
+            return
+        if result.ok:
+            typer.echo(f"{channel}: test status posted to {s.channels[channel].destination} "
+                       f"(visible to the account only; id {','.join(result.remote_ids)})")
+            return
+        typer.echo(f"{channel}: test status failed ({result.outcome}): {result.description}", err=True)
+        raise typer.Exit(1)
     result, chat_id = send_test_message(s, open_store(), channel)
     if result.ok:
         typer.echo(f"{channel}: test message sent to {chat_id} (message {','.join(map(str, result.message_ids))})")
@@ -158,8 +176,13 @@ def channels_post(
             typer.echo(f"no channel carries section {found.section!r}", err=True)
             raise typer.Exit(2)
     failed = False
+    from distributor.delivery import social
+
     for name in names:
-        report = post_article(s, store, found.key, name, again=again)
+        if s.channels[name].kind == "telegram":
+            report = post_article(s, store, found.key, name, again=again)
+        else:
+            report = social.post_article(s, store, found.key, name, again=again)
         typer.echo(report.line())
         failed |= report.status in ("failed", "unknown", "deferred")
     if failed:

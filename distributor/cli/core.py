@@ -153,7 +153,7 @@ def config_check() -> None:
     typer.echo(f"fallback section: {s.site.fallback_section}")
     typer.echo("sources: " + (", ".join(f"{x.name} every {x.poll_minutes} min" for x in s.file.sources) or "none"))
     typer.echo("editions: " + (", ".join(f"{k} [{v.schedule}]" for k, v in s.editions.items()) or "none"))
-    typer.echo("channels: " + (", ".join(f"{k} ({v.chat_id})" for k, v in s.channels.items()) or "none"))
+    typer.echo("channels: " + (", ".join(f"{k} ({v.destination})" for k, v in s.channels.items()) or "none"))
     typer.echo(f"database: {Store(s.database_url).describe()}")
     typer.echo(f"broker: {'Redis' if s.redis_url else 'in-process (no REDIS_URL)'}")
     typer.echo(f"email: {'SMTP' if s.env.smtp_url else 'outbox files (no SMTP_URL)'}")

@@ -218,7 +218,7 @@ def beat() -> None:
 
 def _outbox_summary(s) -> list[str]:  # noqa: ANN001 - Settings
     lines = []
-    for kind, pattern in (("email", "*.eml"), ("telegram", "*.json")):
+    for kind, pattern in (("email", "*.eml"), ("telegram", "*.json"), ("mastodon", "*.json"), ("bluesky", "*.json")):
         folder = (s.outbox_dir / kind).resolve()
         count = len(list(folder.glob(pattern))) if folder.exists() else 0
         if count:

@@ -167,10 +167,10 @@ def channel_state(settings: Settings, store: Store, channel: str) -> ChannelStat
     with store.session() as session:
         row = session.get(ChannelStateRow, channel)
         if row is None:
-            return ChannelState(channel, config.chat_id)
+            return ChannelState(channel, config.destination[:64])
         return ChannelState(
             channel,
-            row.chat_id or config.chat_id,
+            row.chat_id or config.destination[:64],
             paused=row.paused,
             reason=row.reason,
             paused_at=row.paused_at,
@@ -578,7 +578,8 @@ def post_article(settings: Settings, store: Store, article_key: str, channel: st
 
 def instant_channels(settings: Settings, article: Article) -> list[str]:
     """Channels that post this article as soon as it arrives, in config order."""
-    return [name for name, config in settings.channels.items() if config.instant and config.carries(article.section)]
+    return [name for name, config in settings.channels.items()
+            if config.kind == "telegram" and config.instant and config.carries(article.section)]
 
 
 def post_new_articles(settings: Settings, store: Store, article_keys: Iterable[str], *,
@@ -635,6 +636,8 @@ def flush_quiet_hours(settings: Settings, store: Store, now: datetime | None = N
     now = now or utcnow()
     reports: list[PostReport] = []
     for channel, config in settings.channels.items():
+        if config.kind != "telegram":
+            continue  # delivery/social.py flushes its own
         state = channel_state(settings, store, channel)
         if state.paused:
             continue  # held posts wait for `channels resume`
@@ -675,9 +678,10 @@ def flush_quiet_hours(settings: Settings, store: Store, now: datetime | None = N
 # --- digests --------------------------------------------------------------------------
 
 
-def digest_channels(settings: Settings, edition: str) -> list[str]:
-    """Channels that take `edition` as a digest, in config order."""
-    return [name for name, config in settings.channels.items() if edition in config.digests]
+def digest_channels(settings: Settings, edition: str, *, kinds: Sequence[str] = ("telegram",)) -> list[str]:
+    """Channels (of `kinds`) that take `edition` as a digest, in config order."""
+    return [name for name, config in settings.channels.items()
+            if edition in config.digests and config.kind in kinds]
 
 
 def queue_run_posts(settings: Settings, store: Store, run_id: int) -> list[int]:
@@ -694,7 +698,8 @@ def queue_run_posts(settings: Settings, store: Store, run_id: int) -> list[int]:
     if run.timezone:
         return []  # subscriber-timezone runs are email only (see post_run)
     ids = []
-    for channel in digest_channels(settings, run.edition):
+    # Every kind's digest rows are owed here: the ledger is shared (delivery/social.py).
+    for channel in digest_channels(settings, run.edition, kinds=("telegram", "mastodon", "bluesky")):
         state = channel_state(settings, store, channel)
         if not state.paused:
             ids.append(_ensure_row(store, channel, state.chat_id, run_id=run_id)[0])
@@ -792,7 +797,8 @@ def update_posted_articles(settings: Settings, store: Store, article_keys: Itera
                 .order_by(TelegramPostRow.channel)
             ).all()
         for row in rows:
-            if row.channel not in settings.channels or row.content_hash == new_hash:
+            if (row.channel not in settings.channels or settings.channels[row.channel].kind != "telegram"
+                    or row.content_hash == new_hash):
                 continue
             if row.kind not in ("text", "photo") or not row.message_ids:
                 reports.append(PostReport(row.channel, key, "unchanged", note=f"a {row.kind or 'post'} is not edited"))
@@ -862,8 +868,8 @@ def retry_deferred(settings: Settings, store: Store, *, now: datetime | None = N
     reports: list[PostReport] = []
     runs_done: set[int] = set()
     for _, channel, run_id, key in rows:
-        if channel not in settings.channels:
-            continue
+        if channel not in settings.channels or settings.channels[channel].kind != "telegram":
+            continue  # other kinds retry in delivery/social.py
         if key is not None:
             reports.append(post_article(settings, store, key, channel, now=now, sender=sender))
         elif run_id is not None and run_id not in runs_done:

@@ -167,17 +167,20 @@ def ingest_items(
 
 
 def post_to_channels(settings: Settings, store: Store, report: IngestReport) -> None:
-    """The default reaction to a webhook ingest: instant Telegram posts and edits, here.
+    """The default reaction to a webhook ingest: instant channel posts and edits, here.
 
     `distributor web` and `distributor run` replace it with one that queues the same
     work on the Celery broker (see `create_app(on_ingested=...)`).
     """
+    from distributor.delivery import social as social_delivery
     from distributor.delivery import telegram as telegram_delivery
 
     if report.new:
         telegram_delivery.post_new_articles(settings, store, [a.key for a in report.new])
+        social_delivery.post_new_articles(settings, store, [a.key for a in report.new])
     if report.updated:
         telegram_delivery.update_posted_articles(settings, store, [a.key for a in report.updated])
+        social_delivery.update_posted_articles(settings, store, [a.key for a in report.updated])
 
 
 @router.post("/webhooks/articles", openapi_extra=openapi.body(openapi.ARTICLES))

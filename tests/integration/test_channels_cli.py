@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -43,6 +45,7 @@ def sports_articles(cli) -> list[dict]:
 def test_list_test_post_status_resume(cli, fake_telegram):
     listed = cli("channels", "list").output
     assert "main" in listed and "@newsarena_sports" in listed and "quiet 00:00-06:00" in listed
+    assert "fediverse    https://mastodon.social" in listed
 
     out = cli("channels", "test", "sports").output
     assert "test message sent to @newsarena_sports" in out
@@ -51,7 +54,11 @@ def test_list_test_post_status_resume(cli, fake_telegram):
 
     first, second = sports_articles(cli)[:2]
     out = cli("channels", "post", first["url"]).output  # by URL, to every channel carrying Sports
-    assert out.count(" sent ") == 2
+    # main and sports on Telegram, fediverse (Mastodon) and bluesky: no credentials, the outbox.
+    assert out.count(" sent ") == 4 and "fediverse" in out and "bluesky" in out
+    outbox = Path(os.getcwd()) / "var" / "outbox"
+    assert len(list((outbox / "mastodon").glob("fediverse-status-*.json"))) == 1
+    assert len(list((outbox / "bluesky").glob("bluesky-post-*.json"))) == 1
     assert "exists" in cli("channels", "post", first["key"], "--channel", "sports").output
 
     fake_telegram.fail_chat("@newsarena_sports", "kicked")
@@ -75,6 +82,15 @@ def test_list_test_post_status_resume(cli, fake_telegram):
 def test_unknown_channel_and_article(cli):
     assert "unknown channel 'nope'" in cli("channels", "test", "nope", code=2).output
     assert "no stored article" in cli("channels", "post", "https://example.com/none", code=2).output
+
+
+def test_mastodon_test_status_without_a_token_goes_to_the_outbox(cli, tmp_path):
+    out = cli("channels", "test", "fediverse").output
+    assert "test status posted to https://mastodon.social" in out
+    [written] = (tmp_path / "var" / "outbox" / "mastodon").glob("fediverse-status-*.json")
+    payload = json.loads(written.read_text(encoding="utf-8"))
+    assert payload["params"]["visibility"] == "direct" and "test status" in payload["params"]["status"]
+    assert "logged in to https://bsky.social (nothing posted" in cli("channels", "test", "bluesky").output
 
 
 def test_without_a_token_the_test_message_goes_to_the_outbox(cli, monkeypatch, tmp_path, fake_telegram):

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from distributor import engine
 from distributor.delivery import email as email_delivery
+from distributor.delivery import social as social_delivery
 from distributor.delivery import telegram as telegram_delivery
 from distributor.store.models import DeliveryRow, EditionRunRow, SubscriberRow, TelegramPostRow
 from tests.integration.test_engine import articles
@@ -106,8 +107,9 @@ def test_a_waiting_digest_post_alone_stalls_a_run_and_recording_posts_stamps_pro
         session.execute(update(TelegramPostRow).where(TelegramPostRow.run_id == run_id).values(next_attempt_at=None))
         session.execute(update(EditionRunRow).where(EditionRunRow.id == run_id).values(progress_at=None, requeued_at=None))
 
-    # Posting (to the outbox: no bot token) records the outcome and stamps the run.
-    reports = telegram_delivery.post_run(settings, store, run_id)
+    # Posting (to the outbox: no bot token) records the outcome and stamps the run; the
+    # run's Mastodon digest row (the shipped fediverse channel) is owed as well.
+    reports = telegram_delivery.post_run(settings, store, run_id) + social_delivery.post_run(settings, store, run_id)
     assert reports and all(r.status == "sent" for r in reports)
     assert progress_at(store, run_id) is not None
     with store.session() as session:

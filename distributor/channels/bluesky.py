@@ -1,0 +1,136 @@
+"""The one place that talks to a Bluesky PDS: send one request, classify the answer.
+
+`BlueskyChannel.call(request)` makes one XRPC call with the `atproto` SDK's Client
+(pointed at the channel's `service_url`) and returns a `SocialResult`; it never raises
+for anything the PDS or the network did.
+
+Sessions: login limits are tight (createSession is limited per account per day), so the
+session is made once per process and account and kept (`_sessions`, as the SDK's session
+string); the SDK refreshes the access token with refreshSession before it expires, and
+the refreshed session replaces the kept one. A refused session is dropped and the next
+call logs in again.
+
+Exactly once: Bluesky has no idempotency key, but a post's record key can be chosen.
+The ledger gives each post a record key made from its row and part (`rkey`), so a
+resend after a lost answer meets "already exists" and reads the record the first attempt
+made (com.atproto.repo.getRecord) instead of posting twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from atproto import Client
+from atproto_client.exceptions import (
+    AtProtocolError,
+    BadRequestError,
+    InvokeTimeoutError,
+    NetworkError,
+    RateLimitExceededError,
+    RequestErrorBase,
+    UnauthorizedError,
+)
+from atproto_client.request import Request
+
+from distributor.channels.social import SocialRequest, SocialResult
+
+POST = "app.bsky.feed.post"
+DEFAULT_RETRY_SECONDS = 60.0
+
+# (service, handle) -> the SDK's session string, kept for the process.
+_sessions: dict[tuple[str, str], str] = {}
+_sessions_lock = threading.Lock()
+
+
+def classify(exc: AtProtocolError, now: datetime | None = None) -> SocialResult:
+    """Map an atproto error to an outcome (pure: tested without a network)."""
+    text = str(exc)
+    if isinstance(exc, RateLimitExceededError):
+        reset = exc.reset_at
+        wait = (reset - (now or datetime.now(timezone.utc))).total_seconds() if reset else DEFAULT_RETRY_SECONDS
+        return SocialResult("retry_after", retry_after=max(1.0, wait), description=text)
+    if isinstance(exc, UnauthorizedError):
+        return SocialResult("unauthorized", description=text)
+    if isinstance(exc, InvokeTimeoutError):
+        return SocialResult("ambiguous", description=text)
+    if isinstance(exc, NetworkError):
+        return SocialResult("temporary" if exc.response is not None else "ambiguous", description=text)
+    if isinstance(exc, BadRequestError):
+        return SocialResult("rejected", description=text)
+    if isinstance(exc, RequestErrorBase) and exc.response is not None and exc.response.status_code >= 500:
+        return SocialResult("temporary", description=text)
+    return SocialResult("rejected", description=text)
+
+
+class BlueskyChannel:
+    """Posts to one Bluesky account with the atproto SDK."""
+
+    def __init__(self, service_url: str, handle: str, app_password: str, *, timeout: float = 15.0) -> None:
+        if not handle or not app_password:
+            raise ValueError("a Bluesky handle and app password are required (else use the outbox)")
+        self.service_url = service_url.rstrip("/")
+        self.handle = handle
+        self._password = app_password
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"BlueskyChannel(service_url={self.service_url!r}, handle={self.handle!r})"
+
+    def _client(self) -> Client:
+        client = Client(base_url=self.service_url, request=Request(timeout=self.timeout))
+        key = (self.service_url, self.handle)
+
+        def keep(_event: Any, session: Any) -> None:
+            with _sessions_lock:
+                _sessions[key] = session.export()
+
+        client.on_session_change(keep)
+        with _sessions_lock:
+            kept = _sessions.get(key)
+        if kept:
+            client.login(session_string=kept, fetch_bsky_profile=False)
+        else:
+            client.login(self.handle, self._password, fetch_bsky_profile=False)
+        return client
+
+    def call(self, request: SocialRequest) -> SocialResult:
+        """Make one request and classify the answer. The only network I/O to Bluesky."""
+        try:
+            result = self._send(self._client(), request)
+        except AtProtocolError as exc:
+            result = classify(exc)
+            if result.outcome == "unauthorized":
+                with _sessions_lock:  # log in afresh next time
+                    _sessions.pop((self.service_url, self.handle), None)
+        if self._password in result.description:
+            result = SocialResult(result.outcome, result.remote_ids, result.retry_after,
+                                  result.description.replace(self._password, "***"), result.extra)
+        return result
+
+    def _send(self, client: Client, request: SocialRequest) -> SocialResult:
+        did = client.me.did if client.me else client._session.did  # noqa: SLF001 - set by login
+        if request.action == "blob":
+            mime = request.params.get("mime_type") or "application/octet-stream"
+            answer = client.com.atproto.repo.upload_blob(request.data, headers={"Content-Type": mime})
+            return SocialResult("ok", extra={"blob": answer.blob.model_dump(by_alias=True, exclude_none=True)})
+        if request.action == "post":
+            rkey = request.params["rkey"]
+            try:
+                answer = client.com.atproto.repo.create_record(
+                    {"repo": did, "collection": POST, "rkey": rkey, "record": request.params["record"]})
+                uri, cid = answer.uri, answer.cid
+            except BadRequestError as exc:
+                if "already exists" not in str(exc).lower():
+                    raise
+                # A resend of a post the first attempt made: read it back.
+                found = client.com.atproto.repo.get_record({"repo": did, "collection": POST, "rkey": rkey})
+                uri, cid = found.uri, found.cid
+            return SocialResult("ok", remote_ids=(f"{uri} {cid}",))
+        if request.action == "session":  # `channels test`: log in (or reuse the session), post nothing
+            return SocialResult("ok", remote_ids=(did,))
+        if request.action == "delete":
+            client.com.atproto.repo.delete_record({"repo": did, "collection": POST, "rkey": request.params["rkey"]})
+            return SocialResult("ok")
+        raise ValueError(f"unknown Bluesky action {request.action!r}")

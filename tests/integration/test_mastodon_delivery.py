@@ -1,0 +1,317 @@
+"""Mastodon delivery end to end: the real Mastodon.py client against the fake instance on
+localhost (tests/fakes/mastodon_api.py), the shared ledger on SQLite and PostgreSQL.
+
+Covers instant posts routed by section, the instance's own length limit with URLs as 23,
+Devanagari and emoji at the limit, the image uploaded with its alt text, the
+Idempotency-Key making a retry after a timeout-after-accept post once, 429 deferral with
+the channel held, a correction edited in place, a digest as a thread, and the outbox
+without a token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from distributor.articles import Article
+from distributor.channels.mastodon import MastodonChannel
+from distributor.delivery import social
+from distributor.delivery import telegram as tg
+from distributor.engine import open_slot, prepare_run
+from distributor.render.mastodon import status_length
+from distributor.settings import ChannelConfig, IngestConfig, TelegramConfig
+from distributor.store.articles import save_articles
+from distributor.trending import tracked_url
+from tests.conftest import settings_for
+from tests.fakes.mastodon_api import TOKEN, mastodon_length
+
+NOW = datetime(2026, 11, 27, 6, 30, tzinfo=timezone.utc)  # 12:00 in Kolkata
+
+# A 1x1 PNG.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
+def channels(url: str, **extra) -> dict[str, ChannelConfig]:
+    return {
+        "fedi": ChannelConfig(kind="mastodon", instance_url=url, instant=True, digests=("morning",), **extra),
+        "fedi-sports": ChannelConfig(kind="mastodon", instance_url=url, sections=("sports",), instant=True),
+    }
+
+
+@pytest.fixture
+def make(tmp_path, fake_mastodon):
+    def build(**extra):
+        return settings_for(
+            tmp_path, channels=channels(fake_mastodon.base_url, **extra),
+            telegram=TelegramConfig(read_timeout_seconds=0.5),
+            ingest=IngestConfig(allow_private=("127.0.0.1",)),
+        )
+    return build
+
+
+def transports(settings, fake, timeout: float = 0.5) -> social.Transports:
+    """Real Mastodon.py clients pointed at the fake, a short read timeout."""
+    given = {name: MastodonChannel(fake.base_url, TOKEN, timeout=timeout) for name in settings.channels}
+    return social.Transports(settings, given)
+
+
+@pytest.fixture(autouse=True)
+def fresh_instance_cache():
+    from distributor.channels import mastodon
+
+    mastodon._max_characters.clear()
+    yield
+    mastodon._max_characters.clear()
+
+
+def article(key: str, *, section: str = "sports", minutes_ago: int = 5, **fields) -> Article:
+    values = {
+        "key": key,
+        "url": f"https://www.newsarenaindia.com/{section}/{key}",
+        "title": f"Headline {key}: भारत ने जीता मैच 🏏",
+        "section": section,
+        "published_at": NOW - timedelta(minutes=minutes_ago),
+        "standfirst": "A short standfirst.",
+    }
+    values.update(fields)
+    return Article(**values)
+
+
+def save(store, *articles: Article) -> list[str]:
+    save_articles(store, list(articles), now=NOW - timedelta(minutes=1))
+    return [a.key for a in articles]
+
+
+def test_instant_posts_routed_by_section_once(store, make, fake_mastodon):
+    settings = make()
+    keys = save(store, article("a1"), article("a2", section="politics"))
+    sender = transports(settings, fake_mastodon)
+    reports = social.post_new_articles(settings, store, keys, now=NOW, transports=sender)
+    assert sorted((r.channel, r.target, r.status) for r in reports) == [
+        ("fedi", "a1", "sent"), ("fedi", "a2", "sent"), ("fedi-sports", "a1", "sent"),
+    ]
+    posted = fake_mastodon.posted()
+    assert len(posted) == 3
+    assert {s.language for s in posted} == {"en"} and {s.visibility for s in posted} == {"public"}
+    assert all(s.idempotency_key and s.idempotency_key.startswith("distributor-") for s in posted)
+    first = posted[0].text
+    assert first.startswith("Headline a1: भारत ने जीता मैच 🏏\n\nA short standfirst.\n\n")
+    assert first.endswith("\n\n#Sports")
+    # Telegram's ledger functions leave Mastodon channels alone.
+    assert tg.post_new_articles(settings, store, keys, now=NOW) == []
+    again = social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
+    assert {r.status for r in again} == {"exists"}
+    assert len(fake_mastodon.posted()) == 3
+
+
+def test_length_is_the_instances_limit_with_urls_as_23(store, make, fake_mastodon):
+    fake_mastodon.max_characters = 120
+    settings = make()
+    long_url = "https://www.newsarenaindia.com/sports/" + "x" * 200
+    standfirst = "संसद में बहस जारी, विपक्ष ने वॉकआउट किया 👨‍👩‍👧 " * 10
+    keys = save(store, article("long", url=long_url, standfirst=standfirst))
+    reports = social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
+    assert {r.status for r in reports} == {"sent"}
+    status_channel = {r.message_ids[0]: r.channel for r in reports}
+    for status in fake_mastodon.posted():
+        # Over 120 code points, within 120 as Mastodon counts (the URL as 23).
+        assert len(status.text) > 120
+        assert mastodon_length(status.text) <= 120
+        assert status_length(status.text) == mastodon_length(status.text)
+        assert "…" in status.text  # the standfirst was cut
+        link = tracked_url(settings, article("long", url=long_url), channel=status_channel[status.id])
+        assert f"\n\n{link}\n\n#Sports" in status.text and len(link) > 23  # the link is whole
+    # The cut never splits a cluster: the text before the ellipsis ends in a whole one.
+    head = fake_mastodon.posted()[0].text.split("…")[0]
+    assert not head.endswith(("\u094d", "\u200d"))
+
+
+def test_image_uploaded_with_alt_text(store, make, fake_mastodon, tmp_path):
+    import http.server
+    import threading
+
+    class Image(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(PNG)))
+            self.end_headers()
+            self.wfile.write(PNG)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Image)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = make()
+        url = f"http://127.0.0.1:{server.server_address[1]}/photo.png"
+        keys = save(store, article("img", image_url=url, image_caption="Players celebrate in Mumbai"))
+        social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
+    finally:
+        server.shutdown()
+    media = list(fake_mastodon.media.values())
+    assert [m.description for m in media] == ["Players celebrate in Mumbai"] * 2
+    assert {m.size for m in media} == {len(PNG)}
+    assert all(len(s.media_ids) == 1 and s.media_ids[0] in fake_mastodon.media for s in fake_mastodon.posted())
+
+
+def test_timeout_after_accept_is_resent_with_the_same_key_and_posts_once(store, make, fake_mastodon):
+    settings = make()
+    fake_mastodon.hang_seconds = 1.5
+    keys = save(store, article("t1", section="politics"))
+    fake_mastodon.fail_next("timeout", path="/api/v1/statuses")
+    reports = social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
+    assert [(r.channel, r.status) for r in reports] == [("fedi", "deferred")]
+    assert len(fake_mastodon.posted()) == 1  # it was posted; we did not hear back
+    later = NOW + timedelta(seconds=social.RESEND_SECONDS)
+    retried = social.retry_deferred(settings, store, now=later, transports=transports(settings, fake_mastodon))
+    assert [(r.channel, r.status) for r in retried] == [("fedi", "sent")]
+    posted = fake_mastodon.posted()
+    assert len(posted) == 1
+    assert list(retried[0].message_ids) == [posted[0].id]
+    keys_sent = [c.headers.get("idempotency-key") for c in fake_mastodon.calls if c.path == "/api/v1/statuses"]
+    assert len(keys_sent) == 2 and len(set(keys_sent)) == 1
+
+
+def test_429_defers_by_the_reset_and_holds_the_channel(store, make, fake_mastodon):
+    settings = make()
+    fake_mastodon.reset_in = 300
+    keys = save(store, article("r1", section="politics", minutes_ago=6), article("r2", section="politics"))
+    fake_mastodon.fail_next("429", path="/api/v1/statuses")
+    reports = social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
+    assert [(r.channel, r.target, r.status) for r in reports] == [("fedi", "r1", "deferred"), ("fedi", "r2", "deferred")]
+    # The second post did not reach the instance: the channel was held after the 429.
+    assert len([c for c in fake_mastodon.calls if c.path == "/api/v1/statuses"]) == 1
+    ledger = {(r.channel, r.run_id or r.article_id): r for r in _rows(store)}
+    waits = [(r.next_attempt_at - NOW).total_seconds() for r in ledger.values()]
+    assert all(250 < w < 310 for w in waits), waits
+    # Not due before the reset; due after it.
+    assert social.retry_deferred(settings, store, now=NOW + timedelta(seconds=60),
+                                 transports=transports(settings, fake_mastodon)) == []
+    done = social.retry_deferred(settings, store, now=NOW + timedelta(seconds=310),
+                                 transports=transports(settings, fake_mastodon))
+    assert [r.status for r in done] == ["sent", "sent"]
+    assert len(fake_mastodon.posted()) == 2
+
+
+def test_correction_edits_the_status_in_place(store, make, fake_mastodon):
+    settings = make()
+    keys = save(store, article("c1", section="politics"))
+    social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
+    corrected = article("c1", section="politics", title="Corrected headline", updated_at=NOW)
+    save_articles(store, [corrected], now=NOW)
+    reports = social.update_posted_articles(settings, store, ["c1"], now=NOW + timedelta(minutes=10),
+                                            transports=transports(settings, fake_mastodon))
+    assert [(r.channel, r.status) for r in reports] == [("fedi", "edited")]
+    (status,) = fake_mastodon.posted()
+    assert status.text.startswith("Corrected headline\n\n") and status.edits
+    # Nothing changed since: no second edit.
+    assert social.update_posted_articles(settings, store, ["c1"], now=NOW + timedelta(minutes=11),
+                                         transports=transports(settings, fake_mastodon)) == []
+    # Outside the window: left as it is.
+    save_articles(store, [article("c1", section="politics", title="Third", updated_at=NOW)], now=NOW)
+    late = social.update_posted_articles(settings, store, ["c1"], now=NOW + timedelta(days=3),
+                                         transports=transports(settings, fake_mastodon))
+    assert [(r.status, r.note) for r in late] == [("unchanged", "outside the edit window")]
+
+
+def test_digest_is_a_thread_each_status_replying_to_the_previous(store, make, fake_mastodon):
+    settings = make()
+    sections = ["nation", "states", "international", "politics", "economy", "sports"]
+    save(store, *[article(f"d{i:02d}", section=sections[i % 6], minutes_ago=10 + i,
+                          title=f"{i:02d} " + "संसद में बहस जारी, विपक्ष ने वॉकआउट किया 🇮🇳 " * 2)
+                  for i in range(24)])
+    run, _ = open_slot(settings, store, "morning", NOW)
+    assert prepare_run(settings, store, run.id).ready
+    assert tg.post_run(settings, store, run.id, now=NOW) == []  # no Telegram channel takes it
+    reports = social.post_run(settings, store, run.id, now=NOW, transports=transports(settings, fake_mastodon))
+    assert [(r.channel, r.status) for r in reports] == [("fedi", "sent")]
+    thread = fake_mastodon.posted()
+    assert len(thread) >= 2
+    assert thread[0].in_reply_to_id is None
+    assert [s.in_reply_to_id for s in thread[1:]] == [s.id for s in thread[:-1]]
+    assert all(s.text.endswith(f"({i}/{len(thread)})") for i, s in enumerate(thread, 1))
+    assert list(reports[0].message_ids) == [s.id for s in thread]
+    again = social.post_run(settings, store, run.id, now=NOW, transports=transports(settings, fake_mastodon))
+    assert [r.status for r in again] == ["exists"] and len(fake_mastodon.posted()) == len(thread)
+
+
+def test_without_a_token_requests_go_to_the_outbox(store, tmp_path, monkeypatch, fake_mastodon, caplog):
+    settings = settings_for(tmp_path, channels=channels("https://mastodon.example"))
+    keys = save(store, article("o1", image_url="https://img.newsarenaindia.com/o1.jpg"))
+    caplog.set_level(logging.DEBUG)
+    reports = social.post_new_articles(settings, store, keys, now=NOW)
+    assert {r.status for r in reports} == {"sent"}
+    files = sorted((settings.outbox_dir / "mastodon").glob("*.json"))
+    payloads = [json.loads(f.read_text()) for f in files]
+    statuses = [p for p in payloads if p["action"] == "status"]
+    media = [p for p in payloads if p["action"] == "media"]
+    assert len(statuses) == 2 and len(media) == 2  # a status and its image per channel
+    assert media[0]["params"]["url"] == "https://img.newsarenaindia.com/o1.jpg"
+    assert all(p["idempotency_key"].startswith("distributor-") for p in statuses)
+    assert all(p["params"]["language"] == "en" for p in statuses)
+    assert fake_mastodon.calls == []
+
+
+def test_token_from_the_environment_is_masked(tmp_path, monkeypatch, fake_mastodon):
+    monkeypatch.setenv("MASTODON_FEDI_SPORTS_TOKEN", TOKEN)
+    settings = settings_for(tmp_path, channels=channels(fake_mastodon.base_url))
+    assert settings.channel_credentials("fedi-sports") == {"token": TOKEN}
+    assert settings.channel_credentials("fedi") == {}
+    assert TOKEN in settings.secrets()
+    assert isinstance(social.transport_for(settings, "fedi-sports"), MastodonChannel)
+    assert TOKEN not in repr(social.transport_for(settings, "fedi-sports"))
+
+
+def test_refused_token_defers_and_says_so(store, make, fake_mastodon):
+    settings = make()
+    keys = save(store, article("u1", section="politics"))
+    bad = social.Transports(settings, {"fedi": MastodonChannel(fake_mastodon.base_url, "wrong-token", timeout=0.5)})
+    reports = social.post_new_articles(settings, store, keys, now=NOW, transports=bad)
+    assert [(r.status, r.note) for r in reports] == [("deferred", "the credentials were refused")]
+    assert "wrong-token" not in reports[0].line()
+
+
+def _rows(store):
+    from sqlalchemy import select
+
+    from distributor.store.models import TelegramPostRow
+
+    with store.session() as session:
+        return session.scalars(select(TelegramPostRow)).all()
+
+
+def test_quiet_hours_hold_posts_for_one_roundup_thread(store, tmp_path, fake_mastodon):
+    quiet = {"fedi-sports": ChannelConfig(kind="mastodon", instance_url=fake_mastodon.base_url, sections=("sports",),
+                                          instant=True, quiet_hours="00:00-06:00")}
+    settings = settings_for(tmp_path, channels=quiet, telegram=TelegramConfig(read_timeout_seconds=0.5))
+    night = datetime(2026, 11, 26, 20, 0, tzinfo=timezone.utc)  # 01:30 in Kolkata
+    keys = save(store, article("q1", published_at=night - timedelta(minutes=9)),
+                article("q2", published_at=night - timedelta(minutes=8)))
+    held = social.post_new_articles(settings, store, keys, now=night, transports=transports(settings, fake_mastodon))
+    assert [r.status for r in held] == ["held", "held"] and fake_mastodon.posted() == []
+    morning = datetime(2026, 11, 27, 0, 45, tzinfo=timezone.utc)  # 06:15
+    reports = social.flush_quiet_hours(settings, store, now=morning, transports=transports(settings, fake_mastodon))
+    assert [(r.target, r.status) for r in reports] == [("roundup of 2", "sent")]
+    posted = fake_mastodon.posted()
+    assert posted[0].text.startswith("2 new stories since 00:00")
+    assert [s.in_reply_to_id for s in posted[1:]] == [s.id for s in posted[:-1]]
+    assert {r.kind for r in _rows(store)} == {"roundup"}
+
+
+def test_5xx_defers_and_the_resend_posts(store, make, fake_mastodon):
+    settings = make()
+    keys = save(store, article("e1", section="politics"))
+    fake_mastodon.fail_next("500", path="/api/v1/statuses")
+    reports = social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
+    assert [r.status for r in reports] == ["deferred"] and "500" in reports[0].note
+    retried = social.retry_deferred(settings, store, now=NOW + timedelta(seconds=social.RESEND_SECONDS),
+                                    transports=transports(settings, fake_mastodon))
+    assert [r.status for r in retried] == ["sent"] and len(fake_mastodon.posted()) == 1
