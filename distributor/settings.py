@@ -323,6 +323,9 @@ class ChannelConfig(_Strict):
     kind: ChannelKind = "telegram"
     # Telegram only: "@username" of a public channel, or the numeric id ("-100...") of any chat.
     chat_id: str = ""
+    # Telegram only: a chat for test sends of a digest from the console's preview (e.g. the
+    # desk's private group), "@username" or a numeric id; empty: no test sends to this channel.
+    test_chat_id: str = Field(default="", pattern=r"^$|^@[A-Za-z0-9_]{4,64}$|^-?[0-9]{1,20}$")
     # Mastodon only: the instance's address, e.g. "https://mastodon.social". The access
     # token comes from the environment: MASTODON_<NAME>_TOKEN.
     instance_url: str = ""

@@ -313,6 +313,24 @@ def send_test_message(settings: Settings, store: Store, channel: str, *, now: da
     return deliver(settings, store, sender_for(settings), channel, state.chat_id, call)
 
 
+def send_preview_to_test_chat(settings: Settings, store: Store, channel: str, edition) -> list[TelegramResult]:  # noqa: ANN001 - an Edition
+    """The digest this channel would post for `edition`, sent to its `test_chat_id`
+    through the normal path (decorations, shared rate limit, outbox without a token);
+    nothing is written to the ledger. ValueError when the channel has no test chat."""
+    config = settings.channels[channel]
+    if not config.test_chat_id:
+        raise ValueError(f"channels.{channel}.test_chat_id is not set")
+    variant = edition.for_sections(config.sections)
+    sender = sender_for(settings)
+    results = []
+    for call in render.edition_posts(settings, variant, link_url=click_links(settings, channel=channel)):
+        result, _ = deliver(settings, store, sender, channel, config.test_chat_id, decorate(call, config, settings, None))
+        results.append(result)
+        if not result.ok:
+            break
+    return results
+
+
 # --- the ledger -----------------------------------------------------------------------
 
 

@@ -124,6 +124,7 @@ def _page_data(request: Request, choice: Choice) -> dict:
         "problem": data["problem"],
         "telegram": data["telegram"],
         "window": (data["issue"].window.start, data["issue"].window.end),
+        "test_chats": sorted((name, c.test_chat_id) for name, c in settings.channels.items() if c.test_chat_id),
     }
 
 
@@ -186,3 +187,35 @@ async def test_send(request: Request, session: Session = Depends(need("editor"))
     ok = sent.outcome == "sent"
     text = f"Test sent to {to}." if ok else f"Test to {to} not sent: {sent.code or ''} {sent.reply}".strip()
     return page(request, "preview.html", status=200 if ok else 502, session=session, title="Preview", result={"ok": ok, "text": text}, **data)
+
+
+@router.post("/preview/test-channel")
+async def test_channel(request: Request, session: Session = Depends(need("editor"))) -> Response:
+    """Post the preview's digest for one channel to that channel's test chat (no ledger row,
+    the same hourly budget as test emails)."""
+    from distributor.delivery.telegram import send_preview_to_test_chat
+
+    form = await form_of(request, session)
+    choice = _choice(request, form)
+    settings, store = request.app.state.settings, request.app.state.store
+    channel = str(form.get("channel") or "")
+    config = settings.channels.get(channel)
+    if config is None or not config.test_chat_id:
+        raise HTTPException(422, f"channel {channel[:64]!r} has no test chat (channels.NAME.test_chat_id)")
+    per_hour = RateLimitItemPerHour(settings.file.admin.test_sends_per_hour)
+    if not limiter(request).hit(per_hour, "distributor:admin-test-send", str(session.operator.id)):
+        data = await run_in_threadpool(_page_data, request, choice)
+        return page(request, "preview.html", status=429, session=session, title="Preview",
+                    result={"ok": False, "text": f"At most {settings.file.admin.test_sends_per_hour} test sends an hour; try later."}, **data)
+    rendered = await run_in_threadpool(_render, request, choice)
+    results = await run_in_threadpool(send_preview_to_test_chat, settings, store, channel, rendered["issue"])
+    data = await run_in_threadpool(_page_data, request, choice)
+    ok = bool(results) and all(r.ok for r in results)
+    if not results:
+        text = f"Nothing for {channel}'s sections in this issue: nothing posted."
+    elif ok:
+        text = f"Test digest posted to {config.test_chat_id} ({len(results)} message(s))."
+    else:
+        text = f"Test digest to {config.test_chat_id} not posted: {results[-1].description}"
+    return page(request, "preview.html", status=200 if ok or not results else 502, session=session, title="Preview",
+                result={"ok": ok, "text": text}, **data)

@@ -135,3 +135,41 @@ def test_cli_preview_to_an_address_sends_one_test(tmp_path, monkeypatch, store, 
     assert email.message_from_bytes(received.data, policy=policy.default)["Subject"].startswith("[Test] ")
     bad = runner.invoke(app, ["--config", str(CONFIG), "preview", "morning", "--out", str(tmp_path / "p"), "--to", "nope"], env=env)
     assert bad.exit_code == 2 and "--to:" in bad.output
+
+
+def test_a_test_digest_goes_to_the_channels_test_chat_only(tmp_path, monkeypatch, store, fake_telegram):
+    """The preview's digest for a channel, posted to its test chat through the real
+    python-telegram-bot client and the fake Bot API; the channel and the ledger untouched."""
+    from sqlalchemy import func, select
+
+    from distributor.settings import ChannelConfig
+    from distributor.store.models import TelegramPostRow
+    from tests.fakes.telegram_api import TOKEN
+
+    monkeypatch.setenv("SECRET_KEY", "console-test-secret-" + "6" * 40)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("TELEGRAM_API_BASE_URL", fake_telegram.base_url)
+    channels = {"main": ChannelConfig(chat_id="@newsarena", digests=("morning",), test_chat_id="@newsdesk_test")}
+    settings = settings_for(tmp_path, channels=channels)
+    assert ingest_source(settings, store, str(SAMPLE), redate_dates=True).ok
+    operators.add(store, "editor", "editor", PASSWORD)
+    operators.add(store, "viewer", "viewer", PASSWORD)
+    with serve(create_app(settings, store)) as client:
+        base = str(client.base_url)
+        viewer = sign_in(base, "viewer")
+        assert "test-channel" not in viewer.get("/admin/preview").text
+        assert viewer.post("/admin/preview/test-channel", data={"csrf_token": form_token(viewer.get("/admin").text),
+                                                                "edition": "morning", "channel": "main"}).status_code == 403
+        editor = sign_in(base, "editor")
+        page = editor.get("/admin/preview", params={"edition": "morning"})
+        assert "main → @newsdesk_test" in page.text
+        answer = editor.post("/admin/preview/test-channel",
+                             data={"csrf_token": form_token(page.text), "edition": "morning", "channel": "main"})
+        assert answer.status_code == 200, answer.text
+        assert "Test digest posted to @newsdesk_test" in answer.text
+        assert editor.post("/admin/preview/test-channel",
+                           data={"csrf_token": form_token(page.text), "edition": "morning", "channel": "nope"}).status_code == 422
+    assert fake_telegram.calls_to("sendMessage", "@newsdesk_test")
+    assert fake_telegram.calls_to(None, "@newsarena") == []
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(TelegramPostRow)) == 0
