@@ -480,6 +480,12 @@ class _Job:
     written: threading.Event = field(default_factory=threading.Event)
 
 
+def _variant_is_empty(known: dict[str, bool], issue: Edition, variant: str, configured: Sequence[str]) -> bool:
+    if variant not in known:
+        known[variant] = issue.for_sections(variant_sections(variant, configured)).is_empty
+    return known[variant]
+
+
 def _claim(store: Store, run_id: int, first_id: int, last_id: int, holder: str, now: datetime, lease: timedelta) -> int:
     """Lease this range's sendable rows to `holder` in ONE statement; returns how many.
 
@@ -697,6 +703,9 @@ def _send_claimed(
     configured = [s.slug for s in settings.sections]
 
     sendable: list[_Job] = []
+    # Whether a variant has articles is a property of the variant, not of the reader:
+    # decided once per variant key in the batch, not once per delivery.
+    empty: dict[str, bool] = {}
     for job in jobs:
         if job.subscriber_status != "confirmed":
             # Unsubscribed, bounced or complained since the delivery was queued.
@@ -705,7 +714,7 @@ def _send_claimed(
             # Strictly after: the last retry is scheduled AT the deadline and still goes.
             last = f"; last reply: {job.last_reply}" if job.last_reply else ""
             job.result = Decision("failed", _kept(f"not sent: deadline passed{last}"))
-        elif issue.for_sections(variant_sections(job.variant, configured)).is_empty:
+        elif _variant_is_empty(empty, issue, job.variant, configured):
             job.result = Decision("suppressed", "not sent: no articles in the subscriber's sections")
         else:
             job.rendered = _rendered(settings, store, run, issue, job.variant, now)

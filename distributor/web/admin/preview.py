@@ -159,6 +159,18 @@ async def preview_email(request: Request, session: Session = Depends(need("viewe
     )
 
 
+def _within_budget(request: Request, session: Session) -> bool:
+    """One hourly budget per operator for test emails and test digests."""
+    per_hour = RateLimitItemPerHour(request.app.state.settings.file.admin.test_sends_per_hour)
+    return limiter(request).hit(per_hour, "distributor:admin-test-send", str(session.operator.id))
+
+
+async def _answer(request: Request, session: Session, choice: Choice, status: int, ok: bool, text: str) -> Response:
+    """The preview page again, with the outcome of a test send above it."""
+    data = await run_in_threadpool(_page_data, request, choice)
+    return page(request, "preview.html", status=status, session=session, title="Preview", result={"ok": ok, "text": text}, **data)
+
+
 @router.post("/preview/test-send")
 async def test_send(request: Request, session: Session = Depends(need("editor"))) -> Response:
     """Mail the preview to one address: Subject "[Test] ...", no ledger row, rate-limited."""
@@ -171,22 +183,16 @@ async def test_send(request: Request, session: Session = Depends(need("editor"))
     try:
         to = subscribers.normalise_address(str(form.get("to") or ""))
     except InvalidAddress as exc:
-        data = await run_in_threadpool(_page_data, request, choice)
-        return page(request, "preview.html", status=422, session=session, title="Preview",
-                    result={"ok": False, "text": f"Test address: {exc}"}, **data)
-    per_hour = RateLimitItemPerHour(settings.file.admin.test_sends_per_hour)
-    if not limiter(request).hit(per_hour, "distributor:admin-test-send", str(session.operator.id)):
-        data = await run_in_threadpool(_page_data, request, choice)
-        return page(request, "preview.html", status=429, session=session, title="Preview",
-                    result={"ok": False, "text": f"At most {settings.file.admin.test_sends_per_hour} test sends an hour; try later."}, **data)
+        return await _answer(request, session, choice, 422, False, f"Test address: {exc}")
+    if not _within_budget(request, session):
+        return await _answer(request, session, choice, 429, False, f"At most {settings.file.admin.test_sends_per_hour} test sends an hour; try later.")
     rendered = await run_in_threadpool(_render, request, choice, subject_prefix=TEST_PREFIX)
     sent = await run_in_threadpool(
         lambda: send_test(settings, rendered["variant"], to, name=rendered["name"], text_only=rendered["text_only"], label=session.operator.name)
     )
-    data = await run_in_threadpool(_page_data, request, choice)
     ok = sent.outcome == "sent"
     text = f"Test sent to {to}." if ok else f"Test to {to} not sent: {sent.code or ''} {sent.reply}".strip()
-    return page(request, "preview.html", status=200 if ok else 502, session=session, title="Preview", result={"ok": ok, "text": text}, **data)
+    return await _answer(request, session, choice, 200 if ok else 502, ok, text)
 
 
 @router.post("/preview/test-channel")
@@ -202,14 +208,10 @@ async def test_channel(request: Request, session: Session = Depends(need("editor
     config = settings.channels.get(channel)
     if config is None or not config.test_chat_id:
         raise HTTPException(422, f"channel {channel[:64]!r} has no test chat (channels.NAME.test_chat_id)")
-    per_hour = RateLimitItemPerHour(settings.file.admin.test_sends_per_hour)
-    if not limiter(request).hit(per_hour, "distributor:admin-test-send", str(session.operator.id)):
-        data = await run_in_threadpool(_page_data, request, choice)
-        return page(request, "preview.html", status=429, session=session, title="Preview",
-                    result={"ok": False, "text": f"At most {settings.file.admin.test_sends_per_hour} test sends an hour; try later."}, **data)
+    if not _within_budget(request, session):
+        return await _answer(request, session, choice, 429, False, f"At most {settings.file.admin.test_sends_per_hour} test sends an hour; try later.")
     rendered = await run_in_threadpool(_render, request, choice)
     results = await run_in_threadpool(send_preview_to_test_chat, settings, store, channel, rendered["issue"])
-    data = await run_in_threadpool(_page_data, request, choice)
     ok = bool(results) and all(r.ok for r in results)
     if not results:
         text = f"Nothing for {channel}'s sections in this issue: nothing posted."
@@ -217,5 +219,4 @@ async def test_channel(request: Request, session: Session = Depends(need("editor
         text = f"Test digest posted to {config.test_chat_id} ({len(results)} message(s))."
     else:
         text = f"Test digest to {config.test_chat_id} not posted: {results[-1].description}"
-    return page(request, "preview.html", status=200 if ok or not results else 502, session=session, title="Preview",
-                result={"ok": ok, "text": text}, **data)
+    return await _answer(request, session, choice, 200 if ok or not results else 502, ok, text)
