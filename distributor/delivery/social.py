@@ -350,7 +350,8 @@ def post_article(settings: Settings, store: Store, article_key: str, channel: st
     media = None if start else _media_request(settings, transport, article, config.kind)
     sent = _send_statuses(settings, store, transports, channel, [row_id], parts, holder, now, media=media,
                           start_ids=start)
-    ledger._settle(store, [row_id], sent, now, kind="status", hashes={row_id: ledger.fingerprint(article)})
+    ledger._settle(store, [row_id], sent, now, kind="status", hashes={row_id: ledger.fingerprint(article)},
+                   network=config.kind)
     return ledger._report(channel, article.key, sent)
 
 
@@ -422,7 +423,7 @@ def flush_quiet_hours(settings: Settings, store: Store, *, now: datetime | None 
             media, kind = None, "roundup"
         sent = _send_statuses(settings, store, transports, channel, row_ids, statuses, holder, now, media=media)
         ledger._settle(store, row_ids, sent, now, kind=kind,
-                       hashes={r: ledger.fingerprint(a) for r, a in claimed})
+                       hashes={r: ledger.fingerprint(a) for r, a in claimed}, network=config.kind)
         reports.append(ledger._report(channel, articles[0].key if len(articles) == 1 else f"roundup of {len(articles)}",
                                       sent))
     return reports
@@ -474,7 +475,7 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
                                  click_links(settings, run_id=run_id, channel=channel))
         sent = _send_statuses(settings, store, transports, channel, [row_id], statuses, holder, now,
                               start_ids=_start_ids(store, row_id))
-        ledger._settle(store, [row_id], sent, now, kind="digest")
+        ledger._settle(store, [row_id], sent, now, kind="digest", network=settings.channels[channel].kind)
         reports.append(ledger._report(channel, target, sent))
     return reports
 

@@ -515,8 +515,8 @@ def _failure(settings: Settings, store: Store, channel: str, result: TelegramRes
 
 
 def _settle(store: Store, row_ids: Sequence[int], sent: _Send, now: datetime, *, kind: str,
-            hashes: dict[int, str] | None = None) -> None:
-    """Write a send's outcome to its rows."""
+            hashes: dict[int, str] | None = None, network: str = "telegram") -> None:
+    """Write a send's outcome to its rows (`network`: the channel kind, for metrics)."""
     from distributor.runs import note_progress
 
     runs: set[int] = set()
@@ -525,7 +525,7 @@ def _settle(store: Store, row_ids: Sequence[int], sent: _Send, now: datetime, *,
             row = session.get(TelegramPostRow, row_id)
             runs.add(row.run_id)
             row.status = sent.status
-            metrics.count(metrics.DELIVERIES, channel="telegram", status=sent.status)
+            metrics.count(metrics.DELIVERIES, channel=network, status=sent.status)
             row.message_ids = list(sent.ids)
             row.chat_id = str(sent.chat_id) or row.chat_id
             row.error = sent.note

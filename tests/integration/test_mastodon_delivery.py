@@ -315,3 +315,17 @@ def test_5xx_defers_and_the_resend_posts(store, make, fake_mastodon):
     retried = social.retry_deferred(settings, store, now=NOW + timedelta(seconds=social.RESEND_SECONDS),
                                     transports=transports(settings, fake_mastodon))
     assert [r.status for r in retried] == ["sent"] and len(fake_mastodon.posted()) == 1
+
+
+def test_mastodon_posts_are_counted_under_their_own_kind(store, make, fake_mastodon):
+    from distributor import metrics
+
+    def sent(kind: str) -> float:
+        return metrics.DELIVERIES.labels(channel=kind, status="sent")._value.get()
+
+    before_mastodon, before_telegram = sent("mastodon"), sent("telegram")
+    settings = make()
+    keys = save(store, article("m1"))
+    social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
+    assert sent("mastodon") == before_mastodon + 2  # the fedi and fedi-sports channels
+    assert sent("telegram") == before_telegram
