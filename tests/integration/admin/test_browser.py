@@ -169,8 +169,9 @@ def test_an_operator_signs_in_schedules_sends_previews_tests_and_signs_out(site,
         browser.get(base + "/admin/trending")
         browser.find_element(By.ID, "target").send_keys(target.url)
         browser.find_element(By.CSS_SELECTOR, "form.pin button").click()
-        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "body.page-trending")))
-        assert target.url in pins(store)
+        # The page before the click is the trending page too: wait for the pin itself.
+        wait.until(lambda d: target.url in pins(store))
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "body.page-trending p.notice")))
 
         # Sign out: the console is closed again.
         browser.get(base + "/admin")
