@@ -51,6 +51,7 @@ from distributor.delivery import telegram as ledger
 from distributor.delivery.telegram import PostReport, _Send
 from distributor.render import bluesky as bluesky_render
 from distributor.render import mastodon as render
+from distributor.render.script import languages_in
 from distributor.settings import ChannelConfig, Settings
 from distributor.store import Store
 from distributor.store.articles import row_to_article
@@ -218,8 +219,10 @@ def _part_request(settings: Settings, config: ChannelConfig, content, part: int,
         if uploaded is not None and uploaded.ok and "blob" in uploaded.extra and "embed" in record:
             record["embed"]["external"]["thumb"] = uploaded.extra["blob"]
         return SocialRequest("post", {"rkey": record_key(row_key[0], row_key[1], part), "record": record})
+    # Mastodon takes one language per status: the one most of its letters are in (an
+    # article in Hindi on an English site is "hi"; so is a thread part of Hindi headlines).
     params: dict = {"status": content, "visibility": _visibility(settings, config, now),
-                    "language": settings.site.language}
+                    "language": languages_in(content, settings.site.language)[0]}
     if posted:
         params["in_reply_to_id"] = posted[-1]
     if uploaded is not None and uploaded.ok:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from distributor.articles import Article
+from distributor.render.script import article_language, languages_in
 from distributor.settings import Settings
 from distributor.text import graphemes, shorten, utf8_bytes
 
@@ -28,6 +29,8 @@ class BlueskyLimits:
     max_thumb_bytes: int = 1_000_000
     # How much of a link the text shows (the facet opens the whole URL).
     link_display_graphemes: int = 32
+    # Languages one post may declare (app.bsky.feed.post#langs maxLength).
+    max_langs: int = 3
 
 
 LIMITS = BlueskyLimits()
@@ -57,7 +60,8 @@ def _link_facet(text_before: str, shown: str, url: str) -> dict[str, Any]:
 
 def article_post(settings: Settings, article: Article, *, link_url: str | None = None) -> dict[str, Any]:
     """An article's post record (without createdAt): headline, standfirst cut to fit, the
-    link as a facet, a link card with title and description; `langs` the site's."""
+    link as a facet, a link card with title and description; `langs` the article's
+    (from its script: a Hindi headline is "hi" on an English site)."""
     link = link_url or article.url
     shown = link_text(link)
     room = ROOM - measure("\n\n" + shown)
@@ -73,7 +77,7 @@ def article_post(settings: Settings, article: Article, *, link_url: str | None =
         "$type": "app.bsky.feed.post",
         "text": before + shown,
         "facets": [_link_facet(before, shown, link)],
-        "langs": [settings.site.language],
+        "langs": [article_language(article, settings.site.language)[0]],
         "embed": {"$type": "app.bsky.embed.external",
                   "external": {"uri": link, "title": shorten(article.title.strip(), 300, measure=graphemes),
                                "description": shorten(standfirst, 1000, measure=graphemes)}},
@@ -101,5 +105,7 @@ def thread_posts(settings: Settings, heading: str, articles: Sequence[Article], 
         posts.append((text, facets))
     if len(posts) > 1:
         posts = [(f"{t} ({n}/{len(posts)})", f) for n, (t, f) in enumerate(posts, 1)]
-    return [{"$type": "app.bsky.feed.post", "text": t, "facets": f, "langs": [settings.site.language]}
+    # A status listing Hindi and English headlines is in both; Bluesky takes up to three.
+    return [{"$type": "app.bsky.feed.post", "text": t, "facets": f,
+             "langs": languages_in(t, settings.site.language)[:LIMITS.max_langs]}
             for t, f in posts]

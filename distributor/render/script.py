@@ -7,6 +7,8 @@ screen-reader voice (`lang`) and the reading direction (`dir`). Unknown: the sit
 
 from __future__ import annotations
 
+import re
+
 # (first code point, last code point, BCP 47 language, direction); the first match in
 # reading order wins. Devanagari is Hindi for an Indian news site (also Marathi and
 # Nepali, which share it: lang "hi" still picks the right font and voice family).
@@ -52,3 +54,35 @@ def article_language(article: object, default: str) -> tuple[str, str]:
         lang = given.strip()
         return lang, "rtl" if lang.split("-")[0].lower() in RTL_LANGUAGES else "ltr"
     return language_of(title, default)
+
+
+# Links are long runs of Latin letters whatever the language around them.
+_URL = re.compile(r"https?://\S+")
+
+
+def languages_in(text: str, default: str) -> list[str]:
+    """The languages of `text`, most letters first (ties: the first seen first).
+
+    For a social post that lists several headlines (a digest thread's status), where
+    one `lang` cannot describe it all: Bluesky takes up to three (`langs`), Mastodon one
+    (the first). Letters outside every script in SCRIPTS count for `default`; letters
+    inside links do not count at all. No letters at all: [`default`]."""
+    counts: dict[str, int] = {}
+    for ch in _URL.sub(" ", text):
+        code = ord(ch)
+        if code < 0x0590:
+            if ch.isalpha():
+                counts[default] = counts.get(default, 0) + 1
+            continue
+        for first, last, lang, _direction in SCRIPTS:
+            if first <= code <= last:
+                # Vowel signs and viramas are not "alpha" but are part of the word.
+                counts[lang] = counts.get(lang, 0) + 1
+                break
+        else:
+            if ch.isalpha():
+                counts[default] = counts.get(default, 0) + 1
+    if not counts:
+        return [default]
+    # dicts keep insertion order, and sorted() is stable: ties stay first-seen first.
+    return sorted(counts, key=counts.__getitem__, reverse=True)

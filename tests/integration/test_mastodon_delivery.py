@@ -329,3 +329,12 @@ def test_mastodon_posts_are_counted_under_their_own_kind(store, make, fake_masto
     social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
     assert sent("mastodon") == before_mastodon + 2  # the fedi and fedi-sports channels
     assert sent("telegram") == before_telegram
+
+
+def test_a_hindi_article_is_posted_in_hindi(store, make, fake_mastodon):
+    settings = make()
+    keys = save(store, article("h1", section="politics", title="मानसून: मौसम विभाग ने 10 राज्यों में अलर्ट जारी किया",
+                               standfirst="भारी बारिश की चेतावनी"), article("e1", section="politics", title="Rail fares up"))
+    social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
+    assert {s.text.split("\n")[0]: s.language for s in fake_mastodon.posted()} == {
+        "मानसून: मौसम विभाग ने 10 राज्यों में अलर्ट जारी किया": "hi", "Rail fares up": "en"}

@@ -62,3 +62,18 @@ def test_record_keys_are_tids_stable_and_distinct():
     assert all(len(k) == 13 and set(k) <= set("234567abcdefghijklmnopqrstuvwxyz") for k in keys)
     assert record_key(NOW, 7, 2) == record_key(NOW, 7, 2)
     assert record_key(NOW, 7, 1) < record_key(NOW, 7, 2)  # a thread's parts sort in order
+
+
+def test_a_hindi_article_is_posted_as_hindi(settings):
+    record = article_post(settings, article(title="मानसून: मौसम विभाग ने 10 राज्यों में अलर्ट जारी किया",
+                                            standfirst="भारी बारिश की चेतावनी"))
+    assert record["langs"] == ["hi"]
+
+
+def test_a_thread_part_names_the_languages_of_its_headlines(settings):
+    hindi = [article(title=f"मानसून: मौसम विभाग ने {n} राज्यों में भारी बारिश का अलर्ट जारी किया") for n in range(3)]
+    english = [article(title="Rail fares up")]
+    [first] = thread_posts(settings, "Morning", hindi + english)
+    assert first["langs"] == ["hi", "en"]
+    [only_english] = thread_posts(settings, "Morning Brief", english)
+    assert only_english["langs"] == ["en"]
