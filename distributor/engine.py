@@ -24,7 +24,7 @@ from distributor.store.models import EditionRunRow, FeedStateRow, SubscriberRow
 
 log = logging.getLogger(__name__)
 
-TICK_MARKER = "scheduler.tick"
+TICK_MARKER = schedules.TICK_MARKER  # one name; tests and older callers use engine.TICK_MARKER
 
 
 @dataclass

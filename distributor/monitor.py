@@ -26,7 +26,6 @@ from distributor.store.models import (
     utcnow,
 )
 
-TICK_MARKER = "scheduler.tick"  # engine.TICK_MARKER; not imported, the engine is heavier
 WORKER_PREFIX = "worker:"
 # A worker counts as alive when it finished a task this recently.
 WORKER_SEEN_WITHIN = timedelta(minutes=1)
@@ -122,7 +121,7 @@ def component_health(settings: Settings, store: Store, now: datetime | None = No
     else:
         parts.append(Component("broker", True, "in process (no REDIS_URL)"))
 
-    tick = _marker(store, TICK_MARKER)
+    tick = _marker(store, schedules.TICK_MARKER)
     tick_age = (now - tick).total_seconds() if tick else None
     limit = 3 * settings.file.scheduler.tick_seconds
     parts.append(

@@ -218,6 +218,11 @@ def reset(settings: Settings, store: Store, edition: str) -> Schedule:
     return _update(settings, store, edition, cron=config.schedule, paused=config.paused, changed_by="config")
 
 
+# The marker the scheduler's tick sets each time it runs: the engine writes it, the
+# monitor reads it (here, so the web process need not import the engine to name it).
+TICK_MARKER = "scheduler.tick"
+
+
 def get_marker(store: Store, name: str) -> datetime | None:
     with store.session() as session:
         row = session.get(SchedulerStateRow, name)
