@@ -7,6 +7,8 @@ overview, its JSON twin and `/healthz`. Workers leave a mark here as they work
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -158,26 +160,41 @@ def _redis_ping(url: str) -> bool:
 
 def run_progress(store: Store, run_id: int, now: datetime | None = None) -> RunProgress | None:
     """Sent of total, messages a minute over the last minute, and an ETA."""
+    return runs_progress(store, [run_id], now).get(run_id)
+
+
+def runs_progress(store: Store, run_ids: Sequence[int], now: datetime | None = None) -> dict[int, RunProgress]:
+    """`run_progress` for many runs in four queries, whatever their number (a page of the
+    runs list shows fifty)."""
     now = now or utcnow()
+    ids = list(dict.fromkeys(run_ids))
+    if not ids:
+        return {}
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    recent: dict[int, int] = {}
+    posts: dict[int, dict[str, int]] = defaultdict(dict)
     with store.session() as session:
-        run = session.get(EditionRunRow, run_id)
-        if run is None:
-            return None
-        counts = dict(
-            session.execute(
-                select(DeliveryRow.status, func.count()).where(DeliveryRow.run_id == run_id).group_by(DeliveryRow.status)
-            ).all()
-        )
-        recent = session.scalar(
-            select(func.count()).where(
-                and_(DeliveryRow.run_id == run_id, DeliveryRow.status == "sent", DeliveryRow.updated_at >= now - RATE_WINDOW)
-            )
-        ) or 0
-        posts = dict(
-            session.execute(
-                select(TelegramPostRow.status, func.count()).where(TelegramPostRow.run_id == run_id).group_by(TelegramPostRow.status)
-            ).all()
-        )
+        runs = list(session.scalars(select(EditionRunRow).where(EditionRunRow.id.in_(ids))))
+        for run_id, status, count in session.execute(
+            select(DeliveryRow.run_id, DeliveryRow.status, func.count())
+            .where(DeliveryRow.run_id.in_(ids)).group_by(DeliveryRow.run_id, DeliveryRow.status)
+        ):
+            counts[run_id][status] = count
+        for run_id, count in session.execute(
+            select(DeliveryRow.run_id, func.count())
+            .where(and_(DeliveryRow.run_id.in_(ids), DeliveryRow.status == "sent", DeliveryRow.updated_at >= now - RATE_WINDOW))
+            .group_by(DeliveryRow.run_id)
+        ):
+            recent[run_id] = count
+        for run_id, status, count in session.execute(
+            select(TelegramPostRow.run_id, TelegramPostRow.status, func.count())
+            .where(TelegramPostRow.run_id.in_(ids)).group_by(TelegramPostRow.run_id, TelegramPostRow.status)
+        ):
+            posts[run_id][status] = count
+    return {run.id: _progress(run, counts[run.id], recent.get(run.id, 0), posts[run.id]) for run in runs}
+
+
+def _progress(run: EditionRunRow, counts: dict[str, int], recent: int, posts: dict[str, int]) -> RunProgress:
     total = sum(counts.values())
     sent, failed = counts.get("sent", 0), counts.get("failed", 0) + counts.get("suppressed", 0)
     remaining = total - sent - failed
@@ -194,7 +211,7 @@ def run_progress(store: Store, run_id: int, now: datetime | None = None) -> RunP
         queued=counts.get("queued", 0) + counts.get("sending", 0),
         per_minute=int(recent),
         eta_seconds=eta,
-        telegram=posts,
+        telegram=dict(posts),
     )
 
 
@@ -203,7 +220,8 @@ def runs_in_progress(store: Store, now: datetime | None = None) -> list[RunProgr
         ids = list(
             session.scalars(select(EditionRunRow.id).where(EditionRunRow.status.in_(IN_PROGRESS)).order_by(EditionRunRow.id))
         )
-    return [p for p in (run_progress(store, run_id, now) for run_id in ids) if p is not None]
+    found = runs_progress(store, ids, now)
+    return [found[run_id] for run_id in ids if run_id in found]
 
 
 def upcoming(settings: Settings, store: Store, now: datetime | None = None, count: int = 1) -> list[dict]:

@@ -50,3 +50,53 @@ def test_the_worker_heartbeat_signal_stamps_the_database(settings, sqlite_store,
     heartbeat._stamp(sender=None)
     [(name, age)] = monitor.workers(sqlite_store, datetime.now(timezone.utc))
     assert name and age < 60
+
+
+def _runs_with_deliveries(settings, store, shapes):
+    """One run per shape: {status: count} of deliveries, sent ones in the last minute."""
+    from distributor import subscribers
+    from distributor.store.models import DeliveryRow, EditionRunRow, TelegramPostRow
+
+    people = [subscribers.subscribe(settings, store, f"reader{n}@example.org", confirmed=True)[0].id
+              for n in range(max(sum(shape.values()) for shape in shapes))]
+    ids = []
+    with store.session() as session:
+        for day, shape in enumerate(shapes):
+            slot = NOW - timedelta(days=day)
+            run = EditionRunRow(edition="morning", slot=slot, timezone="", local_slot=slot.strftime("%Y-%m-%dT%H:%M:%S"),
+                                attempt=0, window_start=slot, window_end=slot, status="sending", article_keys=[])
+            session.add(run)
+            session.flush()
+            who = iter(people)
+            for status, count in shape.items():
+                for _ in range(count):
+                    session.add(DeliveryRow(run_id=run.id, subscriber_id=next(who), status=status,
+                                            updated_at=NOW - timedelta(seconds=30)))
+            session.add(TelegramPostRow(channel="news", chat_id="@news", run_id=run.id, status="sent"))
+            ids.append(run.id)
+    return ids
+
+
+def test_progress_of_many_runs_is_each_runs_own_in_a_fixed_number_of_queries(settings, store):
+    from sqlalchemy import event
+
+    shapes = [{"sent": 3, "queued": 2}, {"sent": 1, "failed": 1, "deferred": 2}, {}, {"sending": 4}]
+    ids = _runs_with_deliveries(settings, store, shapes)
+    statements = []
+
+    def count(conn, cursor, statement, *rest):  # noqa: ANN001
+        statements.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        many = monitor.runs_progress(store, ids + [999_999], NOW)
+        counted = len(statements)
+        one_by_one = {run_id: monitor.run_progress(store, run_id, NOW) for run_id in ids}
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert many == one_by_one  # 999999 does not exist and is simply absent
+    assert counted <= 4, statements[:counted]
+    assert [(many[i].total, many[i].sent, many[i].failed, many[i].deferred, many[i].queued) for i in ids] == [
+        (5, 3, 0, 0, 2), (4, 1, 1, 2, 0), (0, 0, 0, 0, 0), (4, 0, 0, 0, 4)]
+    assert many[ids[0]].per_minute == 3 and many[ids[0]].telegram == {"sent": 1}
+    assert monitor.runs_progress(store, [], NOW) == {}

@@ -30,7 +30,7 @@ def _chat_links(settings) -> dict[str, str]:  # noqa: ANN001
 def _list(request: Request, edition: str | None, page_number: int) -> dict:
     store = request.app.state.store
     runs, total = reports.list_runs(store, edition=edition, page=page_number, size=PAGE_SIZE)
-    progress = {r.id: monitor.run_progress(store, r.id) for r in runs}
+    progress = monitor.runs_progress(store, [r.id for r in runs])
     return {
         "runs": runs,
         "progress": progress,
