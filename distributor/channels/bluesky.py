@@ -34,7 +34,7 @@ from atproto_client.exceptions import (
 )
 from atproto_client.request import Request
 
-from distributor.channels.social import SocialRequest, SocialResult
+from distributor.channels.contracts import SocialRequest, SocialResult
 
 POST = "app.bsky.feed.post"
 DEFAULT_RETRY_SECONDS = 60.0

@@ -32,7 +32,7 @@ from mastodon.errors import (
     MastodonUnauthorizedError,
 )
 
-from distributor.channels.social import SocialRequest, SocialResult
+from distributor.channels.contracts import SocialRequest, SocialResult
 
 # Transport failures that happen before the request left: safe to resend.
 _NOT_SENT = (requests.exceptions.ConnectionError,)

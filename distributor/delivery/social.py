@@ -45,7 +45,8 @@ from typing import Protocol
 from sqlalchemy import select, update
 
 from distributor.articles import Article
-from distributor.channels.social import SocialOutbox, SocialRequest, SocialResult
+from distributor.channels.contracts import SocialRequest, SocialResult
+from distributor.channels.social_outbox import SocialOutbox
 from distributor.delivery import leases
 from distributor.delivery import telegram as ledger
 from distributor.delivery.telegram import PostReport, _Send

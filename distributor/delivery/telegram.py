@@ -44,7 +44,8 @@ from sqlalchemy.exc import IntegrityError
 
 from distributor import metrics
 from distributor.articles import Article
-from distributor.channels.telegram import TelegramChannel, TelegramResult
+from distributor.channels.contracts import TelegramResult
+from distributor.channels.telegram import TelegramChannel
 from distributor.channels.telegram_outbox import TelegramOutbox, outbox_payload
 from distributor.delivery import leases
 from distributor.ratelimit import (
