@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import get_args
@@ -66,14 +66,14 @@ class PostReport:
     target: str  # article key, or "run <id>"
     # sent | held | deferred | unknown | failed | skipped | exists | edited | unchanged | reposted
     status: str
-    message_ids: tuple[int | str, ...] = ()
+    message_ids: tuple[str, ...] = ()  # the remote ids as text (see `id_texts`)
     note: str = ""
     plain_text: bool = False
     photo_refused: bool = False  # Telegram could not use the photo: posted as text
 
     def line(self) -> str:
         """One human-readable line."""
-        ids = f" ids={','.join(map(str, self.message_ids))}" if self.message_ids else ""
+        ids = f" ids={','.join(self.message_ids)}" if self.message_ids else ""
         plain = " (sent as plain text)" if self.plain_text else ""
         plain += " (photo refused: posted as text)" if self.photo_refused else ""
         note = f": {self.note}" if self.note else ""
@@ -85,12 +85,20 @@ class SendOutcome:
     """What sending a claimed post's parts in order came to, for `settle` and `report`."""
 
     status: str  # the row's new status
-    ids: list = field(default_factory=list)  # the remote ids posted so far, in order
+    # The remote ids posted so far, in order, as the row stores them (Telegram's numbers,
+    # the other kinds' text); reports turn them into text.
+    ids: list[int | str] = field(default_factory=list)
     chat_id: str = ""
     note: str = ""
     plain_text: bool = False
     retry_in: float = 0.0
     kind: str = ""  # what was posted, when not what was rendered ("text" for a refused photo)
+
+
+def id_texts(ids: Iterable[int | str]) -> tuple[str, ...]:
+    """Remote ids as reported: text for every kind (Telegram's message numbers in decimal),
+    so a report reads and compares alike whatever the channel."""
+    return tuple(str(i) for i in ids)
 
 
 def fingerprint(article: Article) -> str:
@@ -348,14 +356,14 @@ def settle(store: Store, row_ids: Sequence[int], sent: SendOutcome, now: datetim
 def report(channel: str, target: str, sent: SendOutcome) -> PostReport:
     """The report of a send this pass made."""
     status = "deferred" if sent.status == "pending" else sent.status
-    return PostReport(channel, target, status, tuple(sent.ids), sent.note, sent.plain_text,
+    return PostReport(channel, target, status, id_texts(sent.ids), sent.note, sent.plain_text,
                       photo_refused=sent.kind == "text")
 
 
 def existing(store: Store, row_id: int, target: str) -> PostReport:
     """The report of a row this pass could not claim: another worker's, or already settled."""
     row = post_row(store, row_id)
-    return PostReport(row.channel, target, "exists", tuple(row.message_ids or ()),
+    return PostReport(row.channel, target, "exists", id_texts(row.message_ids or ()),
                       note=f"already {row.status}", plain_text=row.plain_text)
 
 

@@ -561,11 +561,11 @@ def _edit(settings: Settings, store: Store, sender: Sender | None, row: Telegram
                 .where(TelegramPostRow.id == row.id, TelegramPostRow.content_hash == row.content_hash)
                 .values(content_hash=new_hash, edited_at=now, plain_text=row.plain_text or plain)
             )
-        return PostReport(channel, article.key, "edited", tuple(row.message_ids), plain_text=plain)
+        return PostReport(channel, article.key, "edited", ledger.id_texts(row.message_ids), plain_text=plain)
     if result.outcome == "permanent":
         ledger.pause_channel(store, channel, result.description)
     # Nothing recorded: the next update pass tries again (an edit can safely be repeated).
-    return PostReport(channel, article.key, "failed", tuple(row.message_ids),
+    return PostReport(channel, article.key, "failed", ledger.id_texts(row.message_ids),
                       note=f"edit not applied: {result.description or result.outcome}")
 
 

@@ -389,6 +389,8 @@ def test_updated_articles_edit_their_posts_within_the_window(store, make, fake_t
         ("main", "e-photo", "edited"), ("main", "e-text", "edited"),
         ("sports", "e-photo", "edited"), ("sports", "e-text", "edited"),
     ]
+    by = {(r.channel, r.target): r for r in reports}
+    assert by[("main", "e-text")].message_ids == (str(posted[(MAIN, "sendMessage")]),)
     edits = {(c.chat_id, c.method): c.params["message_id"] for c in fake_telegram.chat_calls if c.method.startswith("edit")}
     assert edits == {
         (MAIN, "editMessageCaption"): posted[(MAIN, "sendPhoto")],
@@ -490,8 +492,12 @@ def test_digest_run_posts_every_part_in_order_once(store, make, fake_telegram):
     headers = [fake_telegram.message(MAIN, c.message_id).text.splitlines()[0] for c in calls]
     assert [h.endswith(f"({i}/{len(calls)})") for i, h in enumerate(headers, 1)] == [True] * len(calls)
     assert rows(store)[("main", f"run {run.id}")].message_ids == [c.message_id for c in calls]
+    # Reported as text, as every kind's ids are; the line reads as it always did.
+    ids = tuple(str(c.message_id) for c in calls)
+    assert reports[0].message_ids == ids and f" ids={','.join(ids)}" in reports[0].line()
     # Run twice: nothing more.
-    assert [r.status for r in tg.post_run(settings, store, run.id, now=NOW, sender=sender)] == ["exists"]
+    [again] = tg.post_run(settings, store, run.id, now=NOW, sender=sender)
+    assert (again.status, again.message_ids) == ("exists", ids)
     assert len(fake_telegram.calls_to("sendMessage", MAIN)) == len(calls)
 
 
