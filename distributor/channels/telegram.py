@@ -1,10 +1,11 @@
 """The one place that talks to the Telegram Bot API: send one call, classify the answer.
 
 `TelegramChannel.call(chat_id, call)` sends one rendered `BotCall` with
-python-telegram-bot's `Bot` and returns a `TelegramResult`; it never raises for anything
-Telegram or the network did. Everything around it (rate limits, the ledger, what to do
-with each outcome) lives in `distributor.delivery.telegram` and is tested against a fake
-Bot API server on localhost.
+python-telegram-bot's `Bot` and returns a `TelegramResult` (contracts.py); it never
+raises for anything Telegram or the network did. Everything around it (rate limits,
+what to do with each outcome) lives in `distributor.delivery.telegram`, on the channel
+ledger (`distributor.delivery.ledger`), and is tested against a fake Bot API server on
+localhost.
 
 Event loops: Celery tasks are synchronous and each runs its own `asyncio.run`, so an
 HTTP client kept between calls would end up bound to a loop that no longer exists. Each
