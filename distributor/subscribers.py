@@ -1110,7 +1110,8 @@ def import_text(
 def send_confirmations(settings: Settings, subscribers: Sequence[Subscriber], *, now: datetime | None = None) -> list:
     """Mail each pending subscriber their confirmation link; one SendResult per subscriber,
     in order (with send_welcome, the only functions here that send anything)."""
-    from distributor.channels.mail import Envelope, mail_channel
+    from distributor.channels.contracts import Envelope
+    from distributor.channels.mail import mail_channel
     from distributor.render.email import envelope_sender, render_confirmation
 
     moment = _now(now)
@@ -1145,7 +1146,8 @@ def send_confirmations(settings: Settings, subscribers: Sequence[Subscriber], *,
 def send_welcome(settings: Settings, subscriber: Subscriber, *, now: datetime | None = None):  # noqa: ANN201
     """Mail a just-confirmed subscriber what they will receive and when (`email.welcome`);
     its SendResult, or None when welcome emails are off or the reader is not confirmed."""
-    from distributor.channels.mail import Envelope, mail_channel
+    from distributor.channels.contracts import Envelope
+    from distributor.channels.mail import mail_channel
     from distributor.render.email import envelope_sender
     from distributor.render.welcome import render_welcome
 

@@ -33,10 +33,10 @@ def tick() -> dict:
 
 @app.task(name="tasks.editions.build_run", **RETRY)
 def build_run(run_id: int) -> dict:
-    """Fix the run's issue, then queue its email batches and Telegram digest posts."""
+    """Fix the run's issue, then queue its email batches and channel digest posts."""
     from distributor import engine
     from distributor.delivery import email as email_delivery
-    from distributor.delivery import telegram as telegram_delivery
+    from distributor.delivery import ledger
     from tasks.email import send_batch
     from tasks.telegram import post_run
 
@@ -47,7 +47,7 @@ def build_run(run_id: int) -> dict:
     # Every delivery and post is in the ledger before its task is queued: work the broker
     # loses is then found (engine.stale_runs) and the run cannot close without it.
     batches = email_delivery.create_deliveries(settings, store, run_id)
-    telegram_delivery.queue_run_posts(settings, store, run_id)
+    ledger.queue_run_posts(settings, store, run_id)
     for first_id, last_id in batches:
         send_batch.delay(run_id, first_id, last_id)
     post_run.delay(run_id)

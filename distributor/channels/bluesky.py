@@ -1,8 +1,8 @@
 """The one place that talks to a Bluesky PDS: send one request, classify the answer.
 
 `BlueskyChannel.call(request)` makes one XRPC call with the `atproto` SDK's Client
-(pointed at the channel's `service_url`) and returns a `SocialResult`; it never raises
-for anything the PDS or the network did.
+(pointed at the channel's `service_url`) and returns a `SocialResult` (contracts.py); it
+never raises for anything the PDS or the network did.
 
 Sessions: login limits are tight (createSession is limited per account per day), so the
 session is made once per process and account and kept (`_sessions`, as the SDK's session
@@ -34,7 +34,7 @@ from atproto_client.exceptions import (
 )
 from atproto_client.request import Request
 
-from distributor.channels.social import SocialRequest, SocialResult
+from distributor.channels.contracts import SocialRequest, SocialResult
 
 POST = "app.bsky.feed.post"
 DEFAULT_RETRY_SECONDS = 60.0

@@ -1,9 +1,10 @@
 """The one place that talks to a Mastodon instance: send one request, classify the answer.
 
 `MastodonChannel.call(request)` makes one API call with Mastodon.py and returns a
-`SocialResult`; it never raises for anything the instance or the network did.
-Everything around it (the ledger, retries, threads, edits) lives in
-`distributor.delivery.social` and is tested against a fake instance on localhost.
+`SocialResult` (contracts.py); it never raises for anything the instance or the network
+did. Everything around it (retries, threads, edits) lives in `distributor.delivery.social`,
+on the channel ledger (`distributor.delivery.ledger`), and is tested against a fake
+instance on localhost.
 
 Rate limits: the client runs with `ratelimit_method="throw"`, so a 429 (or a budget the
 headers say is spent) comes back at once as "retry_after" with the wait the
@@ -32,7 +33,7 @@ from mastodon.errors import (
     MastodonUnauthorizedError,
 )
 
-from distributor.channels.social import SocialRequest, SocialResult
+from distributor.channels.contracts import SocialRequest, SocialResult
 
 # Transport failures that happen before the request left: safe to resend.
 _NOT_SENT = (requests.exceptions.ConnectionError,)

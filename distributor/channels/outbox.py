@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
-from distributor.channels.mail import Envelope, ResultHook, SendResult
+from distributor.channels.contracts import Envelope, ResultHook, SendResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

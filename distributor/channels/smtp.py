@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from distributor.channels.mail import Envelope, Outcome, ResultHook, SendResult
+from distributor.channels.contracts import Envelope, MailOutcome, ResultHook, SendResult
 from distributor.errors import ConfigError
 
 log = logging.getLogger("distributor.channels.smtp")
@@ -70,7 +70,7 @@ _UNSAFE_IN_COMMAND = re.compile(r"[\r\n\0]")
 _BARE_ADDRESS = re.compile(r"^[^\s<>()\[\],;:\"\\@]+@[^\s<>()\[\],;:\"\\@]+$")
 
 
-def classify(code: int | None) -> Outcome:
+def classify(code: int | None) -> MailOutcome:
     """The outcome an SMTP reply code means for the envelope it answered.
 
     None (no reply: connection refused, dropped, timed out) is temporary.
@@ -445,7 +445,7 @@ class SmtpChannel:
 
     # --- helpers ---------------------------------------------------------------------
 
-    def _result(self, envelope: Envelope, outcome: Outcome, code: int | None, reply: str) -> SendResult:
+    def _result(self, envelope: Envelope, outcome: MailOutcome, code: int | None, reply: str) -> SendResult:
         return SendResult(ref=envelope.ref, recipient=envelope.recipient, outcome=outcome, code=code, reply=reply)
 
     def _scrub(self, text: str) -> str:

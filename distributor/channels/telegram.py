@@ -1,10 +1,11 @@
 """The one place that talks to the Telegram Bot API: send one call, classify the answer.
 
 `TelegramChannel.call(chat_id, call)` sends one rendered `BotCall` with
-python-telegram-bot's `Bot` and returns a `TelegramResult`; it never raises for anything
-Telegram or the network did. Everything around it (rate limits, the ledger, what to do
-with each outcome) lives in `distributor.delivery.telegram` and is tested against a fake
-Bot API server on localhost.
+python-telegram-bot's `Bot` and returns a `TelegramResult` (contracts.py); it never
+raises for anything Telegram or the network did. Everything around it (rate limits,
+what to do with each outcome) lives in `distributor.delivery.telegram`, on the channel
+ledger (`distributor.delivery.ledger`), and is tested against a fake Bot API server on
+localhost.
 
 Event loops: Celery tasks are synchronous and each runs its own `asyncio.run`, so an
 HTTP client kept between calls would end up bound to a loop that no longer exists. Each
@@ -24,9 +25,8 @@ import logging
 import os
 import ssl
 import threading
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from telegram import Bot, InlineKeyboardMarkup, LinkPreviewOptions, Message
@@ -42,6 +42,8 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
+from distributor.channels.contracts import TelegramResult, bot_api_chat_id
+
 # Opt in to python-telegram-bot's coming behaviour (RetryAfter.retry_after as a timedelta)
 # now: otherwise every 429 it parses emits a deprecation warning. We read both forms.
 os.environ.setdefault("PTB_TIMEDELTA", "true")
@@ -51,36 +53,6 @@ if TYPE_CHECKING:
     from distributor.settings import Settings
 
 DEFAULT_BASE_URL = "https://api.telegram.org/bot"
-
-Outcome = Literal[
-    "ok",  # done; message_ids holds what Telegram created or edited
-    "retry_after",  # flood control: wait retry_after seconds, then send again
-    "permanent",  # the bot cannot post to this chat: pause the channel
-    "migrated",  # the group became a supergroup: resend to new_chat_id
-    "formatting",  # Telegram refused the markup ("can't parse entities")
-    "ambiguous",  # failed after the request may have reached Telegram: maybe posted
-    "temporary",  # failed before Telegram acted (or it answered 5xx): safe to resend
-    "photo_refused",  # Telegram could not fetch or use the photo: post the article as text
-    "rejected",  # Telegram refused this one message (too long, nothing to edit...)
-    "unauthorized",  # the bot token is wrong or revoked: no channel can work
-]
-
-
-@dataclass(frozen=True, slots=True)
-class TelegramResult:
-    """What one Bot API call came to."""
-
-    outcome: Outcome
-    message_ids: tuple[int, ...] = ()
-    retry_after: float = 0.0
-    new_chat_id: str | None = None
-    # Telegram's description or the transport's error, with the token removed.
-    description: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok"
-
 
 # BadRequest descriptions that mean "this chat is closed to the bot", not "this message".
 _PERMANENT_400 = (
@@ -166,12 +138,6 @@ def _tls_context() -> ssl.SSLContext:
         if not _tls:
             _tls.append(httpx.create_ssl_context())
         return _tls[0]
-
-
-def _chat(chat_id: str | int) -> str | int:
-    """A numeric chat id as an int (as Telegram documents it), a @username unchanged."""
-    text = str(chat_id)
-    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def _retry_seconds(exc: RetryAfter) -> float:
@@ -274,7 +240,7 @@ class TelegramChannel:
     def call(self, chat_id: str | int, call: BotCall) -> TelegramResult:
         """Send `call` to `chat_id` and classify the answer. The only network I/O to Telegram."""
         try:
-            result = asyncio.run(self._send(_chat(chat_id), call))
+            result = asyncio.run(self._send(bot_api_chat_id(chat_id), call))
         except TelegramError as exc:
             result = classify(exc)
         except httpx.HTTPError as exc:  # not wrapped by PTB (should not happen)

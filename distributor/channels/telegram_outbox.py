@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from distributor.channels.telegram import TelegramResult, _chat
+from distributor.channels.contracts import TelegramResult, bot_api_chat_id
 
 if TYPE_CHECKING:
     from distributor.render.telegram import BotCall
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def outbox_payload(chat_id: str | int, call: BotCall) -> dict:
     """The Bot API request `call` makes to `chat_id`: {"method", "params"} with chat_id first."""
-    return {"method": call.method, "params": {"chat_id": _chat(chat_id), **call.params}}
+    return {"method": call.method, "params": {"chat_id": bot_api_chat_id(chat_id), **call.params}}
 
 
 class TelegramOutbox:

@@ -85,7 +85,7 @@ def channels_list(as_json: bool = typer.Option(False, "--json")) -> None:
 @channels_app.command("status")
 def channels_status(as_json: bool = typer.Option(False, "--json")) -> None:
     """Paused channels with the reason, posts by status, and posts needing a look."""
-    from distributor.delivery.telegram import attention, channel_state, status_counts
+    from distributor.delivery.ledger import attention, channel_state, status_counts
 
     s = settings()
     store = open_store()
@@ -192,7 +192,7 @@ def channels_post(
 @channels_app.command("resume")
 def channels_resume(channel: str = typer.Argument(..., help="Channel name from the config.")) -> None:
     """Unpause a channel paused after a permanent error (once the bot can post there again)."""
-    from distributor.delivery.telegram import resume_channel
+    from distributor.delivery.ledger import resume_channel
 
     settings()
     _known(channel)

@@ -55,7 +55,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from distributor import metrics
-from distributor.channels.mail import Envelope, MailChannel, SendResult, mail_channel
+from distributor.channels.contracts import Envelope, MailChannel, SendResult
+from distributor.channels.mail import mail_channel
 from distributor.channels.smtp import is_bad_address
 from distributor.delivery import leases
 from distributor.editions import Edition

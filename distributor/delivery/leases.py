@@ -6,8 +6,8 @@ A claim is a lease. A sender claims rows in one conditional UPDATE that sets sta
 rows it still holds from a background thread, in one UPDATE every lease_seconds / 3. A
 row whose lease has passed was held by a sender that stopped renewing: it died (SIGKILL,
 a lost machine) or lost its database. Email takes such rows over and sends them again
-(`expired` is part of what a sender may claim); Telegram settles them as unknown, since a
-post cannot be resent blindly. Either way within lease_seconds, not after a timeout that
+(`expired` is part of what a sender may claim); the channel ledger (ledger.py: Telegram,
+Mastodon, Bluesky) settles them as unknown, since a post cannot be resent blindly. Either way within lease_seconds, not after a timeout that
 has to outlast the slowest batch.
 
 Lease times are the wall clock of the process (`utcnow`), never the `now` a caller passes

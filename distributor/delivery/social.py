@@ -1,12 +1,13 @@
 """Mastodon and Bluesky delivery on the shared channel ledger.
 
-A Mastodon or Bluesky channel's posts are rows of the same ledger as Telegram's (`telegram_posts`,
-unique per channel and article, per channel and run), claimed with the same leases and
-settled by the same code (`delivery.telegram._claim`, `_settle`, `expire_dead_claims`),
-so `channels status`, retries, pauses and the run's bookkeeping see every kind alike. The
-row's `message_ids` hold the remote status ids (as text: Mastodon ids are strings),
-`kind` is "status" for an article post, "digest" or "roundup" for a thread. Bluesky
-posts are recorded as "<at-uri> <cid>" (a reply names both, for its root and parent).
+A Mastodon or Bluesky channel's posts are rows of the same ledger as Telegram's
+(delivery/ledger.py: `telegram_posts`, unique per channel and article, per channel and
+run), claimed with the same leases and settled by the same code (`ledger.claim`,
+`ledger.settle`, `ledger.expire_dead_claims`), so `channels status`, retries, pauses
+and the run's bookkeeping see every kind alike. The row's `message_ids` hold the remote
+status ids (as text: Mastodon ids are strings), `kind` is "status" for an article post,
+"digest" or "roundup" for a thread. Bluesky posts are recorded as "<at-uri> <cid>" (a
+reply names both, for its root and parent).
 
 What differs from Telegram is the sending loop, here:
 
@@ -45,10 +46,10 @@ from typing import Protocol
 from sqlalchemy import select, update
 
 from distributor.articles import Article
-from distributor.channels.social import SocialOutbox, SocialRequest, SocialResult
-from distributor.delivery import leases
-from distributor.delivery import telegram as ledger
-from distributor.delivery.telegram import PostReport, _Send
+from distributor.channels.contracts import SocialRequest, SocialResult
+from distributor.channels.social_outbox import SocialOutbox
+from distributor.delivery import leases, ledger
+from distributor.delivery.ledger import PostReport, SendOutcome
 from distributor.render import bluesky as bluesky_render
 from distributor.render import mastodon as render
 from distributor.render.script import languages_in
@@ -241,25 +242,25 @@ def _visibility(settings: Settings, config: ChannelConfig, now: datetime) -> str
 
 def _send_statuses(settings: Settings, store: Store, transports: Transports, channel: str, row_ids: Sequence[int],
                    statuses: Sequence[str], holder: str, now: datetime, *, media: SocialRequest | None = None,
-                   start_ids: Sequence[str] = ()) -> _Send:
+                   start_ids: Sequence[str] = ()) -> SendOutcome:
     """Post `statuses` as a thread from the first not yet posted, saving ids after each."""
-    with leases.Lease(store, ledger._T, holder, leases.lease_length(settings)):
+    with leases.Lease(store, ledger.POSTS, holder, leases.lease_length(settings)):
         return _send_held(settings, store, transports, channel, row_ids, statuses, now, media=media,
                           start_ids=start_ids)
 
 
 def _send_held(settings: Settings, store: Store, transports: Transports, channel: str, row_ids: Sequence[int],
                statuses: Sequence[str], now: datetime, *, media: SocialRequest | None,
-               start_ids: Sequence[str]) -> _Send:
+               start_ids: Sequence[str]) -> SendOutcome:
     config = settings.channels[channel]
     transport = transports[channel]
-    done = _Send("sent", [str(i) for i in start_ids], ledger.channel_state(settings, store, channel).chat_id)
+    done = SendOutcome("sent", [str(i) for i in start_ids], ledger.channel_state(settings, store, channel).chat_id)
     held = transports.held.get(channel)
     if held is not None and now < held:
         wait = (held - now).total_seconds()
         return replace(done, status="pending", note=f"deferred: rate limited for {wait:.0f} s", retry_in=wait)
     first_row = min(row_ids)
-    row_key = (ledger._row(store, first_row).created_at, first_row)
+    row_key = (ledger.post_row(store, first_row).created_at, first_row)
     for part, content in enumerate(statuses, 1):
         if part <= len(done.ids):
             continue
@@ -283,8 +284,8 @@ def _send_held(settings: Settings, store: Store, transports: Transports, channel
     return done
 
 
-def _failure(store: Store, transports: Transports, channel: str, result: SocialResult, done: _Send, now: datetime, *,
-             part: int, parts: int) -> _Send:
+def _failure(store: Store, transports: Transports, channel: str, result: SocialResult, done: SendOutcome, now: datetime, *,
+             part: int, parts: int) -> SendOutcome:
     where = f" (part {part}/{parts}, earlier parts posted)" if parts > 1 and done.ids else ""
     reason = result.description or result.outcome
     if result.outcome == "retry_after":
@@ -323,7 +324,7 @@ def _thread_parts(settings: Settings, config: ChannelConfig, transport: Transpor
 
 
 def _start_ids(store: Store, row_id: int) -> list[str]:
-    return [str(i) for i in ledger._row(store, row_id).message_ids or ()]
+    return [str(i) for i in ledger.post_row(store, row_id).message_ids or ()]
 
 
 # --- article posts --------------------------------------------------------------------
@@ -334,18 +335,18 @@ def post_article(settings: Settings, store: Store, article_key: str, channel: st
     """Post one article to one Mastodon channel now; never twice."""
     now = now or utcnow()
     transports = _transports(settings, transports)
-    found = ledger._article_row(store, article_key)
+    found = ledger.stored_article(store, article_key)
     if found is None:
         raise LookupError(f"no stored article has key or URL {article_key!r}")
     article_id, article = found
     state = ledger.channel_state(settings, store, channel)
     if state.paused:
         return PostReport(channel, article.key, "skipped", note=f"channel paused: {state.reason}")
-    row_id, _ = ledger._ensure_row(store, channel, state.chat_id, article_id=article_id)
+    row_id, _ = ledger.ensure_row(store, channel, state.chat_id, article_id=article_id)
     statuses = ("pending", "held") + (("unknown", "failed", "skipped") if again else ())
     holder = leases.holder_id()
-    if not ledger._claim(settings, store, row_id, statuses, now, holder, early=again):
-        return ledger._existing(store, row_id, article.key)
+    if not ledger.claim(settings, store, row_id, statuses, now, holder, early=again):
+        return ledger.existing(store, row_id, article.key)
     transport = transports[channel]
     config = settings.channels[channel]
     parts = _article_parts(settings, config, transport, article, tracked_url(settings, article, channel=channel))
@@ -353,9 +354,9 @@ def post_article(settings: Settings, store: Store, article_key: str, channel: st
     media = None if start else _media_request(settings, transport, article, config.kind)
     sent = _send_statuses(settings, store, transports, channel, [row_id], parts, holder, now, media=media,
                           start_ids=start)
-    ledger._settle(store, [row_id], sent, now, kind="status", hashes={row_id: ledger.fingerprint(article)},
-                   network=config.kind)
-    return ledger._report(channel, article.key, sent)
+    ledger.settle(store, [row_id], sent, now, kind="status", hashes={row_id: ledger.fingerprint(article)},
+                  network=config.kind)
+    return ledger.report(channel, article.key, sent)
 
 
 def post_new_articles(settings: Settings, store: Store, article_keys: Iterable[str], *, now: datetime | None = None,
@@ -368,9 +369,9 @@ def post_new_articles(settings: Settings, store: Store, article_keys: Iterable[s
     transports = _transports(settings, transports)
     reports = flush_quiet_hours(settings, store, now=now, transports=transports)
     max_age = timedelta(hours=settings.file.telegram.instant_max_age_hours)
-    found = [f for f in (ledger._article_row(store, key) for key in dict.fromkeys(article_keys)) if f]
+    found = [f for f in (ledger.stored_article(store, key) for key in dict.fromkeys(article_keys)) if f]
     for article_id, article in sorted(found, key=lambda f: (f[1].published_at, f[1].key)):
-        channels = [n for n, c in social_channels(settings).items() if c.instant and c.carries(article.section)]
+        channels = ledger.instant_channels(settings, article, kinds=KINDS)
         if channels and now - article.published_at > max_age:
             reports += [PostReport(c, article.key, "skipped", note="older than instant_max_age_hours") for c in channels]
             continue
@@ -383,8 +384,8 @@ def post_new_articles(settings: Settings, store: Store, article_keys: Iterable[s
             quiet = config.quiet
             if quiet is not None and quiet.contains(now, settings.tz):
                 until = quiet.end_after(now, settings.tz)
-                _, created = ledger._ensure_row(store, channel, state.chat_id, article_id=article_id,
-                                                status="held", held_until=until)
+                _, created = ledger.ensure_row(store, channel, state.chat_id, article_id=article_id,
+                                               status="held", held_until=until)
                 reports.append(PostReport(channel, article.key, "held" if created else "exists",
                                           note=f"quiet hours until {until.astimezone(settings.tz):%H:%M}"))
                 continue
@@ -410,7 +411,7 @@ def flush_quiet_hours(settings: Settings, store: Store, *, now: datetime | None 
                        TelegramPostRow.held_until <= now)
                 .order_by(ArticleRow.published_at, ArticleRow.key)).all()]
         holder = leases.holder_id()
-        claimed = [(r, a) for r, a in due if ledger._claim(settings, store, r, ("held",), now, holder)]
+        claimed = [(r, a) for r, a in due if ledger.claim(settings, store, r, ("held",), now, holder)]
         if not claimed:
             continue
         transport = transports[channel]
@@ -425,10 +426,10 @@ def flush_quiet_hours(settings: Settings, store: Store, *, now: datetime | None 
                                      articles, click_links(settings, channel=channel))
             media, kind = None, "roundup"
         sent = _send_statuses(settings, store, transports, channel, row_ids, statuses, holder, now, media=media)
-        ledger._settle(store, row_ids, sent, now, kind=kind,
-                       hashes={r: ledger.fingerprint(a) for r, a in claimed}, network=config.kind)
-        reports.append(ledger._report(channel, articles[0].key if len(articles) == 1 else f"roundup of {len(articles)}",
-                                      sent))
+        ledger.settle(store, row_ids, sent, now, kind=kind,
+                      hashes={r: ledger.fingerprint(a) for r, a in claimed}, network=config.kind)
+        reports.append(ledger.report(channel, articles[0].key if len(articles) == 1 else f"roundup of {len(articles)}",
+                                     sent))
     return reports
 
 
@@ -456,7 +457,7 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
     for channel in channels:
         config = settings.channels[channel]
         state = ledger.channel_state(settings, store, channel)
-        row_id, _ = ledger._ensure_row(store, channel, state.chat_id, run_id=run_id)
+        row_id, _ = ledger.ensure_row(store, channel, state.chat_id, run_id=run_id)
         variant = edition.for_sections(config.sections)
         skip = f"channel paused: {state.reason}" if state.paused else (
             "no articles for this channel's sections" if variant.is_empty else "")
@@ -468,8 +469,8 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
             reports.append(PostReport(channel, target, "skipped", note=skip))
             continue
         holder = leases.holder_id()
-        if not ledger._claim(settings, store, row_id, ("pending",), now, holder):
-            reports.append(ledger._existing(store, row_id, target))
+        if not ledger.claim(settings, store, row_id, ("pending",), now, holder):
+            reports.append(ledger.existing(store, row_id, target))
             continue
         transport = transports[channel]
         day = edition.window.end.astimezone(settings.tz)
@@ -478,8 +479,8 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
                                  click_links(settings, run_id=run_id, channel=channel))
         sent = _send_statuses(settings, store, transports, channel, [row_id], statuses, holder, now,
                               start_ids=_start_ids(store, row_id))
-        ledger._settle(store, [row_id], sent, now, kind="digest", network=settings.channels[channel].kind)
-        reports.append(ledger._report(channel, target, sent))
+        ledger.settle(store, [row_id], sent, now, kind="digest", network=settings.channels[channel].kind)
+        reports.append(ledger.report(channel, target, sent))
     return reports
 
 
@@ -498,7 +499,7 @@ def update_posted_articles(settings: Settings, store: Store, article_keys: Itera
     window = timedelta(hours=settings.file.telegram.edit_window_hours)
     reports: list[PostReport] = []
     for key in dict.fromkeys(article_keys):
-        found = ledger._article_row(store, key)
+        found = ledger.stored_article(store, key)
         if found is None:
             continue
         article_id, article = found

@@ -1,52 +1,43 @@
-"""Telegram delivery: the ledger of channel posts, and what to do with each send's outcome.
+"""Telegram delivery: sending a channel's posts, and what to do with each send's outcome.
 
-One `TelegramPostRow` per (channel, article) and per (channel, edition run), made unique
-by the database. A worker claims a row (pending -> sending) with a conditional UPDATE
-before it sends anything, so a task that runs twice, or two workers running it at once,
-post once. The claim is a lease (leases.py, shared with email), renewed while the calls
-go out. The row then ends as:
+The posts are rows of the channel ledger (ledger.py, shared with Mastodon and Bluesky):
+claimed with a lease before anything is sent, settled after, never posted twice. What
+is Telegram's own is here: the Bot API calls a post makes (rendered by render/telegram.py,
+decorated with the channel's silent hours and link-preview choice), the shared rate limit
+with RetryAfter honoured, chats Telegram moved, edits of posted articles, and:
 
-    sent      the message ids are recorded (every part of a split digest, in order)
-    unknown   the request may have reached Telegram but no answer came (a timeout after
-              sending, or a worker that died mid-send: its lease expired): never resent
-              blindly; an operator checks the channel and can force a resend
-              (`channels post --again`)
-    failed    Telegram refused it for good (the channel is paused when the chat itself
-              is closed to the bot)
-    pending   not sent yet, or deferred (flood wait too long, a temporary failure) until
-              next_attempt_at; `retry_deferred` picks it up
-    held      an instant post inside the channel's quiet hours, waiting for the roundup
-    skipped   a digest with nothing for this channel's sections
-
-A photo post that Telegram refuses because it cannot fetch or use the photo goes out as
-a text message instead, once: the refusal is written to the row (`photo_error`) before
-the text is sent, and every later attempt at that row (a deferred retry, `--again`)
-sends the text only. So neither both a photo and a text post, nor the text twice.
+- an answer lost after sending (a timeout) leaves the post `unknown`: Telegram has no
+  idempotency key, so it is never resent blindly; an operator checks the channel and
+  can force a resend (`channels post --again`);
+- a formatting Telegram refuses is sent once as plain text;
+- a photo post that Telegram refuses because it cannot fetch or use the photo goes out
+  as a text message instead, once: the refusal is written to the row (`photo_error`)
+  before the text is sent, and every later attempt at that row (a deferred retry,
+  `--again`) sends the text only. So neither both a photo and a text post, nor the
+  text twice.
 
 Only `TelegramChannel.call` (or the outbox) does I/O; this module decides. Time comes in
 as `now` (quiet hours, edit windows, posting times); claims use the wall clock because
 they are about live workers, not about the newsroom's day.
 """
-
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
 
 from distributor import metrics
 from distributor.articles import Article
-from distributor.channels.telegram import TelegramChannel, TelegramResult
+from distributor.channels.contracts import TelegramResult
+from distributor.channels.telegram import TelegramChannel
 from distributor.channels.telegram_outbox import TelegramOutbox, outbox_payload
-from distributor.delivery import leases
+from distributor.delivery import leases, ledger
+from distributor.delivery.ledger import PostReport, SendOutcome
 from distributor.ratelimit import (
     NoLimit,
     Rate,
@@ -60,15 +51,12 @@ from distributor.render.telegram import BotCall
 from distributor.settings import ChannelConfig, Settings
 from distributor.store import Store
 from distributor.store.articles import row_to_article
-from distributor.store.models import (
-    ArticleRow,
-    ChannelStateRow,
-    TelegramPostRow,
-    utcnow,
-)
+from distributor.store.models import ArticleRow, TelegramPostRow, utcnow
 from distributor.trending import click_links, tracked_url
 
 log = logging.getLogger(__name__)
+
+KIND = "telegram"
 
 # A chat that answers RetryAfter this many times in a row for one post is left for a
 # later attempt rather than retried in place again.
@@ -105,126 +93,9 @@ def sender_for(settings: Settings) -> Sender:
     return Sender(TelegramChannel.from_settings(settings), limiter)
 
 
-@dataclass(frozen=True)
-class PostReport:
-    """What happened to one post (or edit) in this pass."""
-
-    channel: str
-    target: str  # article key, or "run <id>"
-    # sent | held | deferred | unknown | failed | skipped | exists | edited | unchanged
-    status: str
-    message_ids: tuple[int, ...] = ()
-    note: str = ""
-    plain_text: bool = False
-    photo_refused: bool = False  # Telegram could not use the photo: posted as text
-
-    def line(self) -> str:
-        """One human-readable line."""
-        ids = f" ids={','.join(map(str, self.message_ids))}" if self.message_ids else ""
-        plain = " (sent as plain text)" if self.plain_text else ""
-        plain += " (photo refused: posted as text)" if self.photo_refused else ""
-        note = f": {self.note}" if self.note else ""
-        return f"{self.channel:<12} {self.status:<9} {self.target}{ids}{plain}{note}"
-
-
-def fingerprint(article: Article) -> str:
-    """Hash of what an edit would change: headline, standfirst, image."""
-    data = json.dumps([article.title, article.standfirst, article.image_url or ""], ensure_ascii=False)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()
-
-
 def kind_of(call: BotCall) -> str:
     """"photo" for a sendPhoto post (edited by caption), else "text"."""
     return "photo" if call.method == "sendPhoto" else "text"
-
-
-# --- channel state --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChannelState:
-    """A channel's run-time state: where it posts now, and whether it is paused."""
-
-    name: str
-    chat_id: str
-    paused: bool = False
-    reason: str = ""
-    paused_at: datetime | None = None
-    migrated: bool = False
-
-
-def _config(settings: Settings, channel: str) -> ChannelConfig:
-    try:
-        return settings.channels[channel]
-    except KeyError:
-        known = ", ".join(settings.channels) or "none"
-        raise KeyError(f"unknown channel {channel!r} (configured: {known})") from None
-
-
-def channel_state(settings: Settings, store: Store, channel: str) -> ChannelState:
-    """The channel's state: the configured chat unless Telegram moved it, paused or not."""
-    config = _config(settings, channel)
-    with store.session() as session:
-        row = session.get(ChannelStateRow, channel)
-        if row is None:
-            return ChannelState(channel, config.destination[:64])
-        return ChannelState(
-            channel,
-            row.chat_id or config.destination[:64],
-            paused=row.paused,
-            reason=row.reason,
-            paused_at=row.paused_at,
-            migrated=bool(row.chat_id),
-        )
-
-
-def _ensure_state_row(store: Store, channel: str) -> None:
-    with store.session() as session:
-        if session.get(ChannelStateRow, channel) is not None:
-            return
-    try:
-        with store.session() as session:
-            session.add(ChannelStateRow(channel=channel, paused=False, reason=""))
-    except IntegrityError:
-        pass  # another worker made it first
-
-
-def pause_channel(store: Store, channel: str, reason: str, *, now: datetime | None = None) -> bool:
-    """Pause a channel; True if this call paused it (so it is logged once, not per post)."""
-    _ensure_state_row(store, channel)
-    with store.session() as session:
-        changed = session.execute(
-            update(ChannelStateRow)
-            .where(ChannelStateRow.channel == channel, ChannelStateRow.paused.is_(False))
-            .values(paused=True, reason=reason, paused_at=now or utcnow(), updated_at=utcnow())
-        ).rowcount
-    if changed:
-        log.error("telegram channel paused", extra={"channel": channel, "reason": reason})
-    return bool(changed)
-
-
-def resume_channel(store: Store, channel: str) -> bool:
-    """Unpause a channel; True if it was paused."""
-    with store.session() as session:
-        changed = session.execute(
-            update(ChannelStateRow)
-            .where(ChannelStateRow.channel == channel, ChannelStateRow.paused.is_(True))
-            .values(paused=False, reason="", paused_at=None, updated_at=utcnow())
-        ).rowcount
-    if changed:
-        log.warning("telegram channel resumed", extra={"channel": channel})
-    return bool(changed)
-
-
-def move_channel(store: Store, channel: str, chat_id: str) -> None:
-    """Record the chat id Telegram moved the channel to (ChatMigrated)."""
-    _ensure_state_row(store, channel)
-    with store.session() as session:
-        session.execute(
-            update(ChannelStateRow)
-            .where(ChannelStateRow.channel == channel)
-            .values(chat_id=chat_id, updated_at=utcnow())
-        )
 
 
 # --- sending one call -----------------------------------------------------------------
@@ -290,7 +161,7 @@ def deliver(
                 "telegram chat migrated",
                 extra={"channel": channel, "old_chat_id": chat_id, "new_chat_id": result.new_chat_id},
             )
-            move_channel(store, channel, result.new_chat_id)
+            ledger.move_channel(store, channel, result.new_chat_id)
             chat_id, moved = result.new_chat_id, True
             continue
         return result, chat_id
@@ -300,7 +171,7 @@ def send_test_message(settings: Settings, store: Store, channel: str, *, now: da
     """A short, silent test message to a channel through the normal path (shared rate
     limit, outbox files without a token); nothing is written to the ledger. (result, chat id)."""
     moment = now or utcnow()
-    state = channel_state(settings, store, channel)
+    state = ledger.channel_state(settings, store, channel)
     stamp = moment.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M %Z")
     call = BotCall(
         "sendMessage",
@@ -331,90 +202,7 @@ def send_preview_to_test_chat(settings: Settings, store: Store, channel: str, ed
     return results
 
 
-# --- the ledger -----------------------------------------------------------------------
-
-
-def _ensure_row(store: Store, channel: str, chat_id: str, *, article_id: int | None = None,
-                run_id: int | None = None, status: str = "pending", held_until: datetime | None = None) -> tuple[int, bool]:
-    """The post row for (channel, article) or (channel, run), creating it; (id, created)."""
-    target = TelegramPostRow.article_id == article_id if article_id is not None else TelegramPostRow.run_id == run_id
-    for _ in range(3):
-        with store.session() as session:
-            found = session.scalar(select(TelegramPostRow.id).where(TelegramPostRow.channel == channel, target))
-            if found is not None:
-                return found, False
-        try:
-            with store.session() as session:
-                row = TelegramPostRow(
-                    channel=channel, chat_id=str(chat_id), article_id=article_id, run_id=run_id,
-                    status=status, held_until=held_until, message_ids=[], content_hash="", error="",
-                    kind="", attempts=0, plain_text=False,
-                )
-                session.add(row)
-                session.flush()
-                return row.id, True
-        except IntegrityError:
-            continue  # another worker inserted it: read theirs
-    raise RuntimeError(f"could not create the post row for channel {channel}")
-
-
-_T = TelegramPostRow.__table__
-
-
-def _claim(settings: Settings, store: Store, row_id: int, statuses: Sequence[str], now: datetime,
-           holder: str, *, early: bool = False) -> bool:
-    """Lease the row to `holder` ("sending") if it is in one of `statuses` (and its next
-    attempt is due, unless `early`); True if this worker won it."""
-    due = (TelegramPostRow.next_attempt_at.is_(None)) | (TelegramPostRow.next_attempt_at <= now)
-    with store.session() as session:
-        won = session.execute(
-            update(TelegramPostRow)
-            .where(TelegramPostRow.id == row_id, TelegramPostRow.status.in_(list(statuses)), *([] if early else [due]))
-            .values(**leases.claim_values(holder, leases.lease_length(settings)), claimed_at=utcnow(),
-                    attempts=TelegramPostRow.attempts + 1)
-        ).rowcount
-    if not won:
-        expire_dead_claims(store, row_id)
-    return bool(won)
-
-
-def expire_dead_claims(store: Store, row_id: int | None = None) -> int:
-    """Posts whose sender died mid-send (lease expired) become unknown: maybe posted, so
-    never resent blindly. One row, or every such row; returns how many."""
-    with store.session() as session:
-        changed = session.execute(
-            update(_T)
-            .where(leases.expired(_T), *([_T.c.id == row_id] if row_id is not None else []))
-            .values(status="unknown", claim=None, lease_expires_at=None,
-                    error="the worker sending this stopped without an answer: it may have been posted")
-        ).rowcount or 0
-    if changed:
-        log.warning("telegram post left unknown by a stopped worker", extra={"post": row_id, "posts": changed})
-    return changed
-
-
-def _row(store: Store, row_id: int) -> TelegramPostRow:
-    with store.session() as session:
-        return session.get(TelegramPostRow, row_id)
-
-
-def _existing(store: Store, row_id: int, target: str) -> PostReport:
-    row = _row(store, row_id)
-    return PostReport(row.channel, target, "exists", tuple(row.message_ids or ()),
-                      note=f"already {row.status}", plain_text=row.plain_text)
-
-
-@dataclass
-class _Send:
-    """The outcome of sending a claimed post's calls in order."""
-
-    status: str  # the row's new status
-    ids: list[int] = field(default_factory=list)
-    chat_id: str = ""
-    note: str = ""
-    plain_text: bool = False
-    retry_in: float = 0.0
-    kind: str = ""  # what was posted, when not what was rendered ("text" for a refused photo)
+# --- sending a claimed post -----------------------------------------------------------
 
 
 def _photo_error(store: Store, row_ids: Sequence[int]) -> str:
@@ -432,22 +220,22 @@ def _record_photo_error(store: Store, row_ids: Sequence[int], description: str) 
 
 
 def _send_calls(settings: Settings, store: Store, sender: Sender, channel: str, row_ids: Sequence[int],
-                calls: Sequence[BotCall], holder: str, *, start_ids: Sequence[int] = ()) -> _Send:
+                calls: Sequence[BotCall], holder: str, *, start_ids: Sequence[int] = ()) -> SendOutcome:
     """Send `calls` in order from the first not yet sent, saving ids after each part,
     renewing the rows' lease meanwhile (flood waits can be long)."""
-    with leases.Lease(store, _T, holder, leases.lease_length(settings)):
+    with leases.Lease(store, ledger.POSTS, holder, leases.lease_length(settings)):
         return _send_calls_held(settings, store, sender, channel, row_ids, calls, start_ids=start_ids)
 
 
 def _send_calls_held(settings: Settings, store: Store, sender: Sender, channel: str, row_ids: Sequence[int],
-                     calls: Sequence[BotCall], *, start_ids: Sequence[int] = ()) -> _Send:
+                     calls: Sequence[BotCall], *, start_ids: Sequence[int] = ()) -> SendOutcome:
     """The body of `_send_calls`, under the lease.
 
     A photo Telegram cannot fetch or use is recorded as refused before its text fallback
     is sent; a photo refused before (an earlier attempt at these rows) is never tried again.
     """
-    state = channel_state(settings, store, channel)
-    done = _Send("sent", list(start_ids), state.chat_id)
+    state = ledger.channel_state(settings, store, channel)
+    done = SendOutcome("sent", list(start_ids), state.chat_id)
     refused = _photo_error(store, row_ids) if any(c.text_fallback for c in calls) else ""
     for call in calls[len(done.ids):]:
         if leases.stop_requested():
@@ -488,8 +276,8 @@ def _send_calls_held(settings: Settings, store: Store, sender: Sender, channel: 
     return done
 
 
-def _failure(settings: Settings, store: Store, channel: str, result: TelegramResult, done: _Send,
-             *, part: int, parts: int) -> _Send:
+def _failure(settings: Settings, store: Store, channel: str, result: TelegramResult, done: SendOutcome,
+             *, part: int, parts: int) -> SendOutcome:
     where = f" (part {part}/{parts}, earlier parts posted)" if parts > 1 and done.ids else ""
     reason = result.description or result.outcome
     # What happened first (a refused photo, refused formatting) stays in the note.
@@ -499,7 +287,7 @@ def _failure(settings: Settings, store: Store, channel: str, result: TelegramRes
                   extra={"channel": channel, "reason": reason})
         return replace(done, status="unknown", note=f"no answer after sending: may have been posted ({reason}){where}")
     if result.outcome == "permanent":
-        pause_channel(store, channel, reason)
+        ledger.pause_channel(store, channel, reason)
         return replace(done, status="failed", note=f"channel paused: {reason}{where}")
     if result.outcome in ("rejected", "formatting", "migrated", "photo_refused"):
         log.error("telegram refused a post", extra={"channel": channel, "reason": reason})
@@ -514,50 +302,6 @@ def _failure(settings: Settings, store: Store, channel: str, result: TelegramRes
     return replace(done, status="pending", note=f"deferred: {reason}{after}", retry_in=retry_in)
 
 
-def _settle(store: Store, row_ids: Sequence[int], sent: _Send, now: datetime, *, kind: str,
-            hashes: dict[int, str] | None = None, network: str = "telegram") -> None:
-    """Write a send's outcome to its rows (`network`: the channel kind, for metrics)."""
-    from distributor.runs import note_progress
-
-    runs: set[int] = set()
-    with store.session() as session:
-        for row_id in row_ids:
-            row = session.get(TelegramPostRow, row_id)
-            runs.add(row.run_id)
-            row.status = sent.status
-            metrics.count(metrics.DELIVERIES, channel=network, status=sent.status)
-            row.message_ids = list(sent.ids)
-            row.chat_id = str(sent.chat_id) or row.chat_id
-            row.error = sent.note
-            row.plain_text = sent.plain_text
-            row.claimed_at = None
-            row.claim = None
-            row.lease_expires_at = None
-            if sent.status == "sent":
-                row.posted_at = now
-                row.kind = sent.kind or kind
-                row.next_attempt_at = None
-                if hashes and row_id in hashes:
-                    row.content_hash = hashes[row_id]
-            elif sent.status == "pending":
-                row.next_attempt_at = now + timedelta(seconds=sent.retry_in)
-    note_progress(store, runs)
-
-
-def _report(channel: str, target: str, sent: _Send) -> PostReport:
-    status = "deferred" if sent.status == "pending" else sent.status
-    return PostReport(channel, target, status, tuple(sent.ids), sent.note, sent.plain_text,
-                      photo_refused=sent.kind == "text")
-
-
-def _article_row(store: Store, key_or_url: str) -> tuple[int, Article] | None:
-    with store.session() as session:
-        row = session.scalars(
-            select(ArticleRow).where((ArticleRow.key == key_or_url) | (ArticleRow.url == key_or_url)).limit(1)
-        ).first()
-        return (row.id, row_to_article(row)) if row else None
-
-
 # --- article posts (instant mode) -------------------------------------------------------
 
 
@@ -569,19 +313,19 @@ def post_article(settings: Settings, store: Store, article_key: str, channel: st
     deferred one before its next attempt is due.
     """
     now = now or utcnow()
-    config = _config(settings, channel)
-    found = _article_row(store, article_key)
+    config = ledger.channel_config(settings, channel)
+    found = ledger.stored_article(store, article_key)
     if found is None:
         raise LookupError(f"no stored article has key or URL {article_key!r}")
     article_id, article = found
-    state = channel_state(settings, store, channel)
+    state = ledger.channel_state(settings, store, channel)
     if state.paused:
         return PostReport(channel, article.key, "skipped", note=f"channel paused: {state.reason}")
-    row_id, _ = _ensure_row(store, channel, state.chat_id, article_id=article_id)
+    row_id, _ = ledger.ensure_row(store, channel, state.chat_id, article_id=article_id)
     statuses = ("pending", "held") + (("unknown", "failed", "skipped") if again else ())
     holder = leases.holder_id()
-    if not _claim(settings, store, row_id, statuses, now, holder, early=again):
-        return _existing(store, row_id, article.key)
+    if not ledger.claim(settings, store, row_id, statuses, now, holder, early=again):
+        return ledger.existing(store, row_id, article.key)
     call = decorate(
         render.article_post(settings, article, link_url=tracked_url(settings, article, channel=channel),
                             disable_preview=config.disable_link_preview),
@@ -589,15 +333,10 @@ def post_article(settings: Settings, store: Store, article_key: str, channel: st
     )
     sender = sender or sender_for(settings)
     sent = _send_calls(settings, store, sender, channel, [row_id], [call], holder,
-                       start_ids=_row(store, row_id).message_ids or ())
-    _settle(store, [row_id], sent, now, kind=kind_of(call), hashes={row_id: fingerprint(article)})
-    return _report(channel, article.key, sent)
-
-
-def instant_channels(settings: Settings, article: Article) -> list[str]:
-    """Channels that post this article as soon as it arrives, in config order."""
-    return [name for name, config in settings.channels.items()
-            if config.kind == "telegram" and config.instant and config.carries(article.section)]
+                       start_ids=ledger.post_row(store, row_id).message_ids or ())
+    ledger.settle(store, [row_id], sent, now, kind=kind_of(call), network=KIND,
+                  hashes={row_id: ledger.fingerprint(article)})
+    return ledger.report(channel, article.key, sent)
 
 
 def post_new_articles(settings: Settings, store: Store, article_keys: Iterable[str], *,
@@ -612,10 +351,10 @@ def post_new_articles(settings: Settings, store: Store, article_keys: Iterable[s
     sender = sender or sender_for(settings)
     reports = flush_quiet_hours(settings, store, now=now, sender=sender)
     max_age = timedelta(hours=settings.file.telegram.instant_max_age_hours)
-    found = [f for f in (_article_row(store, key) for key in dict.fromkeys(article_keys)) if f]
+    found = [f for f in (ledger.stored_article(store, key) for key in dict.fromkeys(article_keys)) if f]
     # Oldest first, so a channel reads in publication order.
     for article_id, article in sorted(found, key=lambda f: (f[1].published_at, f[1].key)):
-        channels = instant_channels(settings, article)
+        channels = ledger.instant_channels(settings, article, kinds=(KIND,))
         if not channels:
             continue
         if now - article.published_at > max_age:
@@ -623,27 +362,20 @@ def post_new_articles(settings: Settings, store: Store, article_keys: Iterable[s
             continue
         for channel in channels:
             config = settings.channels[channel]
-            state = channel_state(settings, store, channel)
+            state = ledger.channel_state(settings, store, channel)
             if state.paused:
                 reports.append(PostReport(channel, article.key, "skipped", note=f"channel paused: {state.reason}"))
                 continue
             quiet = config.quiet
             if quiet is not None and quiet.contains(now, settings.tz):
                 until = quiet.end_after(now, settings.tz)
-                _, created = _ensure_row(store, channel, state.chat_id, article_id=article_id,
-                                         status="held", held_until=until)
+                _, created = ledger.ensure_row(store, channel, state.chat_id, article_id=article_id,
+                                               status="held", held_until=until)
                 reports.append(PostReport(channel, article.key, "held" if created else "exists",
                                           note=f"quiet hours until {until.astimezone(settings.tz):%H:%M}"))
                 continue
             reports.append(post_article(settings, store, article.key, channel, now=now, sender=sender))
     return reports
-
-
-def roundup_title(config: ChannelConfig, count: int) -> str:
-    """The heading of a quiet-hours roundup."""
-    quiet = config.quiet
-    since = f" since {quiet.start:%H:%M}" if quiet else ""
-    return f"{count} new stories{since}"
 
 
 def flush_quiet_hours(settings: Settings, store: Store, now: datetime | None = None, *,
@@ -654,9 +386,9 @@ def flush_quiet_hours(settings: Settings, store: Store, now: datetime | None = N
     now = now or utcnow()
     reports: list[PostReport] = []
     for channel, config in settings.channels.items():
-        if config.kind != "telegram":
+        if config.kind != KIND:
             continue  # delivery/social.py flushes its own
-        state = channel_state(settings, store, channel)
+        state = ledger.channel_state(settings, store, channel)
         if state.paused:
             continue  # held posts wait for `channels resume`
         with store.session() as session:
@@ -669,7 +401,7 @@ def flush_quiet_hours(settings: Settings, store: Store, now: datetime | None = N
             ).all()
             due = [(row_id, row_to_article(article)) for row_id, article in due]
         holder = leases.holder_id()
-        claimed = [(row_id, article) for row_id, article in due if _claim(settings, store, row_id, ("held",), now, holder)]
+        claimed = [(row_id, article) for row_id, article in due if ledger.claim(settings, store, row_id, ("held",), now, holder)]
         if not claimed:
             continue
         sender = sender or sender_for(settings)
@@ -680,48 +412,20 @@ def flush_quiet_hours(settings: Settings, store: Store, now: datetime | None = N
                                          disable_preview=config.disable_link_preview)]
             kind = kind_of(calls[0])
         else:
-            calls = render.roundup_post(settings, articles, title=roundup_title(config, len(articles)),
+            calls = render.roundup_post(settings, articles, title=ledger.roundup_title(config, len(articles)),
                                         link_url=click_links(settings, channel=channel))
             kind = "roundup"
         calls = [decorate(call, config, settings, now) for call in calls]
         sent = _send_calls(settings, store, sender, channel, row_ids, calls, holder)
-        _settle(store, row_ids, sent, now, kind=kind,
-                hashes={row_id: fingerprint(article) for row_id, article in claimed})
+        ledger.settle(store, row_ids, sent, now, kind=kind, network=KIND,
+                      hashes={row_id: ledger.fingerprint(article) for row_id, article in claimed})
         target = articles[0].key if len(articles) == 1 else f"roundup of {len(articles)}"
-        reports.append(_report(channel, target, sent))
+        reports.append(ledger.report(channel, target, sent))
         log.info("telegram quiet-hours roundup", extra={"channel": channel, "articles": len(articles), "status": sent.status})
     return reports
 
 
 # --- digests --------------------------------------------------------------------------
-
-
-def digest_channels(settings: Settings, edition: str, *, kinds: Sequence[str] = ("telegram",)) -> list[str]:
-    """Channels (of `kinds`) that take `edition` as a digest, in config order."""
-    return [name for name, config in settings.channels.items()
-            if edition in config.digests and config.kind in kinds]
-
-
-def queue_run_posts(settings: Settings, store: Store, run_id: int) -> list[int]:
-    """Write the run's digest posts to the ledger as pending rows, before any task is queued.
-
-    With the rows there, the ledger knows the posts are owed: the run is not closed until
-    they settle, and if the broker loses the posting task (a Redis restart), the
-    scheduler's stale-run check sees them pending and queues the run's work again, as it
-    does for queued email deliveries. Idempotent; returns the row ids.
-    """
-    from distributor.runs import get_run
-
-    run = get_run(store, run_id)
-    if run.timezone:
-        return []  # subscriber-timezone runs are email only (see post_run)
-    ids = []
-    # Every kind's digest rows are owed here: the ledger is shared (delivery/social.py).
-    for channel in digest_channels(settings, run.edition, kinds=("telegram", "mastodon", "bluesky")):
-        state = channel_state(settings, store, channel)
-        if not state.paused:
-            ids.append(_ensure_row(store, channel, state.chat_id, run_id=run_id)[0])
-    return ids
 
 
 def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | None = None,
@@ -736,7 +440,7 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
     run = get_run(store, run_id)
     if run.timezone:
         return []  # a subscriber-timezone run is for email; channels take the site-time one
-    channels = digest_channels(settings, run.edition)
+    channels = ledger.digest_channels(settings, run.edition, kinds=(KIND,))
     if not channels:
         return []
     edition = issue_of(settings, store, run)
@@ -744,7 +448,7 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
     target = f"run {run_id}"
     for channel in channels:
         config = settings.channels[channel]
-        state = channel_state(settings, store, channel)
+        state = ledger.channel_state(settings, store, channel)
         if state.paused:
             # A row queued before the pause is settled, or the run would never close.
             with store.session() as session:
@@ -755,7 +459,7 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
             reports.append(PostReport(channel, target, "skipped", note=f"channel paused: {state.reason}"))
             continue
         variant = edition.for_sections(config.sections)
-        row_id, _ = _ensure_row(store, channel, state.chat_id, run_id=run_id)
+        row_id, _ = ledger.ensure_row(store, channel, state.chat_id, run_id=run_id)
         if variant.is_empty:
             with store.session() as session:
                 session.execute(update(TelegramPostRow).where(TelegramPostRow.id == row_id,
@@ -764,16 +468,16 @@ def post_run(settings: Settings, store: Store, run_id: int, *, now: datetime | N
             reports.append(PostReport(channel, target, "skipped", note="no articles for this channel's sections"))
             continue
         holder = leases.holder_id()
-        if not _claim(settings, store, row_id, ("pending",), now, holder):
-            reports.append(_existing(store, row_id, target))
+        if not ledger.claim(settings, store, row_id, ("pending",), now, holder):
+            reports.append(ledger.existing(store, row_id, target))
             continue
         links = click_links(settings, run_id=run_id, channel=channel)
         calls = [decorate(c, config, settings, now) for c in render.edition_posts(settings, variant, link_url=links)]
         sender = sender or sender_for(settings)
         sent = _send_calls(settings, store, sender, channel, [row_id], calls, holder,
-                           start_ids=_row(store, row_id).message_ids or ())
-        _settle(store, [row_id], sent, now, kind="digest")
-        reports.append(_report(channel, target, sent))
+                           start_ids=ledger.post_row(store, row_id).message_ids or ())
+        ledger.settle(store, [row_id], sent, now, kind="digest", network=KIND)
+        reports.append(ledger.report(channel, target, sent))
     return reports
 
 
@@ -781,7 +485,7 @@ def preview_calls(settings: Settings, edition) -> list[dict]:
     """The Bot API calls a digest of `edition` would make, in order, for every channel that
     takes it: [{"method", "params"}] with chat_id (the configured one) in the params."""
     calls: list[dict] = []
-    for channel in digest_channels(settings, edition.name):
+    for channel in ledger.digest_channels(settings, edition.name, kinds=(KIND,)):
         config = settings.channels[channel]
         variant = edition.for_sections(config.sections)
         if variant.is_empty:
@@ -803,11 +507,11 @@ def update_posted_articles(settings: Settings, store: Store, article_keys: Itera
     window = timedelta(hours=settings.file.telegram.edit_window_hours)
     reports: list[PostReport] = []
     for key in dict.fromkeys(article_keys):
-        found = _article_row(store, key)
+        found = ledger.stored_article(store, key)
         if found is None:
             continue
         article_id, article = found
-        new_hash = fingerprint(article)
+        new_hash = ledger.fingerprint(article)
         with store.session() as session:
             rows = session.scalars(
                 select(TelegramPostRow)
@@ -815,7 +519,7 @@ def update_posted_articles(settings: Settings, store: Store, article_keys: Itera
                 .order_by(TelegramPostRow.channel)
             ).all()
         for row in rows:
-            if (row.channel not in settings.channels or settings.channels[row.channel].kind != "telegram"
+            if (row.channel not in settings.channels or settings.channels[row.channel].kind != KIND
                     or row.content_hash == new_hash):
                 continue
             if row.kind not in ("text", "photo") or not row.message_ids:
@@ -831,7 +535,7 @@ def update_posted_articles(settings: Settings, store: Store, article_keys: Itera
 def _edit(settings: Settings, store: Store, sender: Sender | None, row: TelegramPostRow, article: Article,
           new_hash: str, now: datetime) -> PostReport:
     channel, config = row.channel, settings.channels[row.channel]
-    state = channel_state(settings, store, channel)
+    state = ledger.channel_state(settings, store, channel)
     if state.paused:
         return PostReport(channel, article.key, "skipped", note=f"channel paused: {state.reason}")
     call = decorate(
@@ -857,15 +561,15 @@ def _edit(settings: Settings, store: Store, sender: Sender | None, row: Telegram
                 .where(TelegramPostRow.id == row.id, TelegramPostRow.content_hash == row.content_hash)
                 .values(content_hash=new_hash, edited_at=now, plain_text=row.plain_text or plain)
             )
-        return PostReport(channel, article.key, "edited", tuple(row.message_ids), plain_text=plain)
+        return PostReport(channel, article.key, "edited", ledger.id_texts(row.message_ids), plain_text=plain)
     if result.outcome == "permanent":
-        pause_channel(store, channel, result.description)
+        ledger.pause_channel(store, channel, result.description)
     # Nothing recorded: the next update pass tries again (an edit can safely be repeated).
-    return PostReport(channel, article.key, "failed", tuple(row.message_ids),
+    return PostReport(channel, article.key, "failed", ledger.id_texts(row.message_ids),
                       note=f"edit not applied: {result.description or result.outcome}")
 
 
-# --- retries and status ---------------------------------------------------------------
+# --- retries --------------------------------------------------------------------------
 
 
 def retry_deferred(settings: Settings, store: Store, *, now: datetime | None = None,
@@ -874,7 +578,7 @@ def retry_deferred(settings: Settings, store: Store, *, now: datetime | None = N
     next attempt is due; article posts and digests alike. Posts a dead sender held
     (expired lease) are settled as unknown first."""
     now = now or utcnow()
-    expire_dead_claims(store)
+    ledger.expire_dead_claims(store)
     with store.session() as session:
         rows = session.execute(
             select(TelegramPostRow.id, TelegramPostRow.channel, TelegramPostRow.run_id, ArticleRow.key)
@@ -886,7 +590,7 @@ def retry_deferred(settings: Settings, store: Store, *, now: datetime | None = N
     reports: list[PostReport] = []
     runs_done: set[int] = set()
     for _, channel, run_id, key in rows:
-        if channel not in settings.channels or settings.channels[channel].kind != "telegram":
+        if channel not in settings.channels or settings.channels[channel].kind != KIND:
             continue  # other kinds retry in delivery/social.py
         if key is not None:
             reports.append(post_article(settings, store, key, channel, now=now, sender=sender))
@@ -894,72 +598,3 @@ def retry_deferred(settings: Settings, store: Store, *, now: datetime | None = N
             runs_done.add(run_id)
             reports += post_run(settings, store, run_id, now=now, sender=sender)
     return reports
-
-
-def status_counts(store: Store) -> dict[str, dict[str, int]]:
-    """Posts by channel and status (plain-text fallbacks counted under "plain_text", posts
-    whose photo Telegram refused under "photo_refused")."""
-    counts: dict[str, dict[str, int]] = {}
-    with store.session() as session:
-        for channel, status, n in session.execute(
-            select(TelegramPostRow.channel, TelegramPostRow.status, func.count())
-            .group_by(TelegramPostRow.channel, TelegramPostRow.status)
-        ):
-            counts.setdefault(channel, {})[status] = n
-        for channel, n in session.execute(
-            select(TelegramPostRow.channel, func.count())
-            .where(TelegramPostRow.plain_text.is_(True))
-            .group_by(TelegramPostRow.channel)
-        ):
-            counts.setdefault(channel, {})["plain_text"] = n
-        for channel, n in session.execute(
-            select(TelegramPostRow.channel, func.count())
-            .where(TelegramPostRow.photo_error != "")
-            .group_by(TelegramPostRow.channel)
-        ):
-            counts.setdefault(channel, {})["photo_refused"] = n
-    return counts
-
-
-def attention(store: Store, limit: int = 20) -> list[dict]:
-    """Posts an operator should look at: unknown (maybe posted), failed, sent as plain text,
-    photo refused by Telegram (posted as text)."""
-    with store.session() as session:
-        rows = session.execute(
-            select(TelegramPostRow, ArticleRow.key)
-            .outerjoin(ArticleRow, ArticleRow.id == TelegramPostRow.article_id)
-            .where((TelegramPostRow.status.in_(["unknown", "failed"])) | TelegramPostRow.plain_text.is_(True)
-                   | (TelegramPostRow.photo_error != ""))
-            .order_by(TelegramPostRow.id.desc())
-            .limit(limit)
-        ).all()
-        return [
-            {
-                "channel": row.channel,
-                "target": key if key is not None else f"run {row.run_id}",
-                "status": row.status,
-                "plain_text": row.plain_text,
-                "photo_error": row.photo_error,
-                "message_ids": list(row.message_ids or ()),
-                "error": row.error,
-            }
-            for row, key in rows
-        ]
-
-
-def last_posts(store: Store) -> dict[str, dict]:
-    """Each channel's latest post row: its status, when, and what it was (article or run)."""
-    with store.session() as session:
-        latest = select(TelegramPostRow.channel, func.max(TelegramPostRow.id).label("id")).group_by(TelegramPostRow.channel).subquery()
-        rows = session.scalars(select(TelegramPostRow).join(latest, latest.c.id == TelegramPostRow.id))
-        return {
-            row.channel: {
-                "status": row.status,
-                "at": row.posted_at or row.created_at,
-                "target": f"run {row.run_id}" if row.run_id is not None else f"article {row.article_id}",
-                "run_id": row.run_id,
-                "error": row.error,
-                "message_ids": list(row.message_ids or ()),
-            }
-            for row in rows
-        }

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 
-from distributor.channels.mail import Envelope, SendResult, mail_channel
+from distributor.channels.contracts import Envelope, SendResult
+from distributor.channels.mail import mail_channel
 from distributor.render.email import Recipient, RenderedVariant, envelope_sender
 from distributor.settings import Settings
 

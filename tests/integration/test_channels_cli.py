@@ -56,6 +56,8 @@ def test_list_test_post_status_resume(cli, fake_telegram):
     out = cli("channels", "post", first["url"]).output  # by URL, to every channel carrying Sports
     # main and sports on Telegram, fediverse (Mastodon) and bluesky: no credentials, the outbox.
     assert out.count(" sent ") == 4 and "fediverse" in out and "bluesky" in out
+    posted = fake_telegram.messages("@newsarena_sports")[-1].message_id
+    assert f"{'sports':<12} {'sent':<9} {first['key']} ids={posted}\n" in out
     outbox = Path(os.getcwd()) / "var" / "outbox"
     assert len(list((outbox / "mastodon").glob("fediverse-status-*.json"))) == 1
     assert len(list((outbox / "bluesky").glob("bluesky-post-*.json"))) == 1

@@ -18,7 +18,8 @@ from sqlalchemy import select, update
 
 from distributor import engine, subscribers
 from distributor.articles import Article
-from distributor.channels.mail import Envelope, mail_channel
+from distributor.channels.contracts import Envelope
+from distributor.channels.mail import mail_channel
 from distributor.channels.outbox import Outbox
 from distributor.channels.smtp import SmtpChannel
 from distributor.delivery import email as dispatch

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from distributor import engine
 from distributor.delivery import email as email_delivery
+from distributor.delivery import ledger
 from distributor.delivery import social as social_delivery
 from distributor.delivery import telegram as telegram_delivery
 from distributor.store.models import DeliveryRow, EditionRunRow, SubscriberRow, TelegramPostRow
@@ -91,7 +92,7 @@ def test_a_waiting_digest_post_alone_stalls_a_run_and_recording_posts_stamps_pro
     run_id, _ = sending_run(settings, store, readers=1)
     with store.session() as session:  # the email went; the digest post's task was lost
         session.execute(update(DeliveryRow).where(DeliveryRow.run_id == run_id).values(status="sent"))
-    [post_id, *_] = telegram_delivery.queue_run_posts(settings, store, run_id)
+    [post_id, *_] = ledger.queue_run_posts(settings, store, run_id)
     stamp = progress_at(store, run_id)
     assert engine.stale_runs(settings, store, stamp + timedelta(seconds=61)) == [run_id]
 

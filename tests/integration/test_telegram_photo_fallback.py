@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from distributor.channels.telegram import PHOTO_REFUSED_400, TelegramChannel
+from distributor.delivery import ledger
 from distributor.delivery import telegram as tg
 from distributor.render.telegram import BotCall
 from distributor.settings import ChannelConfig
@@ -81,8 +82,8 @@ def test_a_refused_photo_is_posted_once_as_text(store, make, fake_telegram, kind
     # Both outcomes: the refused photo, and the text post that went out instead.
     assert words(kind) in row.photo_error.lower()
     assert (row.status, row.kind, row.message_ids) == ("sent", "text", [message.message_id])
-    assert tg.status_counts(store)["sports"]["photo_refused"] == 1
-    assert [item["target"] for item in tg.attention(store) if item["photo_error"]] == [key]
+    assert ledger.status_counts(store)["sports"]["photo_refused"] == 1
+    assert [item["target"] for item in ledger.attention(store) if item["photo_error"]] == [key]
 
     # A redelivered task posts nothing more.
     assert tg.post_article(settings, store, key, "sports", now=NOW, sender=sender).status == "exists"

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from distributor.channels.mail import SendResult
+from distributor.channels.contracts import SendResult
 from distributor.channels.outbox import outbox_name
 from distributor.channels.smtp import SmtpChannel, classify, dot_stuff, is_bad_address, parse_smtp_url
 from distributor.delivery import email as dispatch

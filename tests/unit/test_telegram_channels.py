@@ -13,7 +13,8 @@ import pytest
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
 
 from distributor.channels.telegram import classify
-from distributor.delivery.telegram import decorate, fingerprint, kind_of, roundup_title
+from distributor.delivery.ledger import fingerprint, roundup_title
+from distributor.delivery.telegram import decorate, kind_of
 from distributor.errors import ConfigError
 from distributor.render.telegram import BotCall
 from distributor.settings import ChannelConfig, TelegramConfig, load_settings, parse_daily_range

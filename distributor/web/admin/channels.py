@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from limits import RateLimitItemPerHour
 from starlette.concurrency import run_in_threadpool
 
-from distributor.delivery import telegram
+from distributor.delivery import ledger, telegram
 from distributor.operators import Session
 from distributor.web.admin.auth import form_of, limiter, need
 from distributor.web.admin.render import page, twin
@@ -21,11 +21,11 @@ DONE = {"resumed": "Resumed: the channel posts again.", "unchanged": "It was not
 
 def _listing(request: Request) -> dict:
     settings, store = request.app.state.settings, request.app.state.store
-    counts = telegram.status_counts(store)
-    last = telegram.last_posts(store)
+    counts = ledger.status_counts(store)
+    last = ledger.last_posts(store)
     channels = []
     for name, config in settings.channels.items():
-        state = telegram.channel_state(settings, store, name)
+        state = ledger.channel_state(settings, store, name)
         channels.append(
             {
                 "channel": name,
@@ -47,7 +47,7 @@ def _listing(request: Request) -> dict:
     return {
         "transport": "Bot API" if settings.env.telegram_bot_token else "outbox files (no TELEGRAM_BOT_TOKEN)",
         "channels": channels,
-        "attention": telegram.attention(store),
+        "attention": ledger.attention(store),
     }
 
 
@@ -72,7 +72,7 @@ def _known(request: Request, channel: str) -> str:
 async def resume(channel: str, request: Request, session: Session = Depends(need("admin"))) -> Response:
     _known(request, channel)
     await form_of(request, session)
-    changed = await run_in_threadpool(telegram.resume_channel, request.app.state.store, channel)
+    changed = await run_in_threadpool(ledger.resume_channel, request.app.state.store, channel)
     return RedirectResponse(f"/admin/channels?done={'resumed' if changed else 'unchanged'}#{channel}", status_code=303)
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from distributor import trending as signals
-from distributor.delivery import telegram
+from distributor.delivery import ledger, telegram
 from distributor.ingest.pipeline import ingest_source
 from distributor.settings import PROJECT_ROOT, AdminConfig
 from distributor.store.articles import list_articles, pins
@@ -43,7 +43,7 @@ def test_every_role_sees_each_channel_with_its_state_and_last_post(clients, cons
     telegram.post_article(settings, store, sports[0].key, "sports")
     fake_telegram.fail_chat("@newsarena_sports", "kicked")
     telegram.post_article(settings, store, sports[1].key, "sports")
-    assert telegram.channel_state(settings, store, "sports").paused
+    assert ledger.channel_state(settings, store, "sports").paused
     for client in clients.values():
         page = client.get("/admin/channels")
         assert page.status_code == 200
@@ -65,15 +65,15 @@ def test_every_role_sees_each_channel_with_its_state_and_last_post(clients, cons
 
 def test_resume_is_for_admins_with_a_csrf_token(clients, console, settings):
     _, store = console
-    telegram.pause_channel(store, "sports", "Forbidden: bot was kicked")
+    ledger.pause_channel(store, "sports", "Forbidden: bot was kicked")
     for role in ("viewer", "editor"):
         assert clients[role].post("/admin/channels/sports/resume", data={"csrf_token": token_of(clients[role])}).status_code == 403
     admin = clients["admin"]
     assert admin.post("/admin/channels/sports/resume", data={"csrf_token": "forged"}).status_code == 403
     assert admin.post("/admin/channels/sports/resume", data={}).status_code == 403
-    assert telegram.channel_state(settings, store, "sports").paused
+    assert ledger.channel_state(settings, store, "sports").paused
     done = admin.post("/admin/channels/sports/resume", data={"csrf_token": token_of(admin)})
-    assert done.status_code == 303 and not telegram.channel_state(settings, store, "sports").paused
+    assert done.status_code == 303 and not ledger.channel_state(settings, store, "sports").paused
     assert "Resumed" in admin.get(done.headers["location"]).text
     again = admin.post("/admin/channels/sports/resume", data={"csrf_token": token_of(admin)})
     assert "was not paused" in admin.get(again.headers["location"]).text

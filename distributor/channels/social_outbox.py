@@ -1,12 +1,9 @@
-"""What every social channel kind shares: a request, its result, and the outbox.
+"""Mastodon and Bluesky without credentials: each request becomes a JSON file.
 
-A Mastodon or Bluesky channel is called with a `SocialRequest` (what to do, its
-parameters, the idempotency key the ledger derived for it) and answers a
-`SocialResult`, never raising for anything the network or the service did. Without
-credentials a `SocialOutbox` takes the channel's place and writes each request as JSON
-to `var/outbox/<kind>/`, as Telegram's outbox does, so the demo shows what would be sent.
-
-This module imports no channel; each channel kind imports it.
+A `SocialOutbox` takes a Mastodon or Bluesky channel's place: it is called with the
+same `SocialRequest` (contracts.py) and answers a `SocialResult` as the service would
+have, writing each request to `var/outbox/<kind>/` as Telegram's outbox does, so the
+demo shows what would be sent.
 """
 
 from __future__ import annotations
@@ -16,47 +13,10 @@ import json
 import os
 import re
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Outcome = Literal[
-    "ok",  # done; remote_ids holds what the service created or edited
-    "retry_after",  # rate limited: try again in retry_after seconds
-    "permanent",  # the account cannot post (suspended, forbidden): pause the channel
-    "unauthorized",  # the credentials were refused: fix the environment
-    "ambiguous",  # no answer after the request left: it may have been acted on
-    "temporary",  # failed before the service acted, or it answered 5xx: safe to resend
-    "rejected",  # the service refused this one request (too long, invalid)
-]
-
-
-@dataclass(frozen=True)
-class SocialRequest:
-    """One call to a social service: `action` names it (status, edit, media, instance...)."""
-
-    action: str
-    params: dict[str, Any] = field(default_factory=dict)
-    # The same key for every attempt at the same ledger row and part, so the service
-    # can drop a repeat (Mastodon's Idempotency-Key header).
-    idempotency_key: str = ""
-    # Raw bytes to upload (media); never written to the outbox, only their size.
-    data: bytes = b""
-
-
-@dataclass(frozen=True)
-class SocialResult:
-    """What one request came to."""
-
-    outcome: Outcome
-    remote_ids: tuple[str, ...] = ()
-    retry_after: float = 0.0
-    description: str = ""  # the service's or transport's words, credentials removed
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the instance's limits
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok"
+from distributor.channels.contracts import SocialRequest, SocialResult
 
 
 class SocialOutbox:
