@@ -43,6 +43,11 @@ class Article:
     updated_at: datetime | None = None
     image_url: str | None = None
     image_caption: str = ""
+    # The lead image's size in pixels as its source declared it (media:content or
+    # media:thumbnail width/height, <img width height>, the webhook); None when not
+    # declared. Used to draw the image no larger than it is, in its own proportions.
+    image_width: int | None = None
+    image_height: int | None = None
     tags: tuple[str, ...] = ()
     read_minutes: int | None = None
     also_read: tuple[RelatedLink, ...] = ()
@@ -67,7 +72,10 @@ class Article:
         """Hash of what a reader sees; a change here makes a new version.
 
         Times are left out on purpose: a CMS that bumps "updated" on a no-op save, or a
-        feed re-dated for a demo, has not changed the story.
+        feed re-dated for a demo, has not changed the story. So is the image's declared
+        size: the picture (its URL) is what a reader sees, and a feed that starts
+        declaring sizes must not mark every stored article "Updated" (the store refreshes
+        the size in place instead).
         """
         payload = {
             "url": self.url,

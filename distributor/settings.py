@@ -462,8 +462,11 @@ class EmailConfig(_Strict):
     # Longest top headline (characters as a reader counts them: grapheme clusters) quoted
     # in the Subject before it is cut with "…".
     subject_headline_chars: int = Field(default=90, ge=20, le=300)
-    # Article image size in the 600px column (600 minus 2 x 24px padding); Outlook
-    # uses these attributes literally, so height matches the site's 16:9 crops.
+    # The lead image's box in the 600px column (600 minus 2 x 24px padding): the widest
+    # it is drawn, and its height when the image declares no size of its own (Outlook
+    # uses these attributes literally, so the height matches the site's 16:9 crops).
+    # Images that declare a size are drawn no larger, in their own proportions
+    # (render/email_images.py).
     image_width: int = Field(default=552, ge=100, le=600)
     image_height: int = Field(default=311, ge=50, le=1200)
     # Largest encoded HTML part of a digest, in bytes. Gmail clips a message near 102 KB

@@ -252,6 +252,8 @@ def _article_json(a) -> dict:  # noqa: ANN001
         "updated_at": a.updated_at.isoformat() if a.updated_at else None,
         "image_url": a.image_url,
         "image_caption": a.image_caption,
+        "image_width": a.image_width,
+        "image_height": a.image_height,
         "tags": list(a.tags),
         "read_minutes": a.read_minutes,
         "also_read": [{"title": r.title, "url": r.url} for r in a.also_read],

@@ -37,11 +37,26 @@ class MediaRef:
 
 
 @dataclass(frozen=True)
+class LeadImage:
+    """The picture chosen to lead an article: absolute http(s) URL, plain-text caption,
+    and the size its source declared (pixels; None for a side not declared)."""
+
+    url: str
+    caption: str = ""
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
 class LeadImageRules:
     """What disqualifies an image from leading an article."""
 
     # A declared width or height below this (pixels) is an icon, spacer or pixel.
     min_side: int = 100
+    # A declared side above this (pixels) is junk, not a size: the image may still lead,
+    # but its size is not kept (nothing real is that large, and the store's column is an
+    # ordinary integer).
+    max_side: int = 100_000
     # host + path prefixes of known trackers (lower case, no scheme).
     tracker_prefixes: tuple[str, ...] = (
         "feeds.feedburner.com/~r/",
@@ -104,6 +119,11 @@ def is_lead_image_candidate(media: MediaRef, rules: LeadImageRules = LEAD_IMAGE_
         if side is not None and side < rules.min_side:
             return False
     return not is_tracker_url(url, rules)
+
+
+def kept_side(value: int | None, rules: LeadImageRules = LEAD_IMAGE_RULES) -> int | None:
+    """A declared side worth keeping as the image's size: None when absent, zero or junk."""
+    return value if value is not None and 0 < value <= rules.max_side else None
 
 
 _LENGTH = re.compile(r"^\s*(\d{1,6})(?:\.\d+)?\s*(?:px)?\s*$", re.IGNORECASE)

@@ -26,7 +26,14 @@ from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
 
 from distributor.articles import Article, RelatedLink
 from distributor.errors import RejectedItem
-from distributor.ingest.images import MediaRef, is_lead_image_candidate, media_from_img
+from distributor.ingest.images import (
+    LEAD_IMAGE_RULES,
+    LeadImage,
+    MediaRef,
+    is_lead_image_candidate,
+    kept_side,
+    media_from_img,
+)
 from distributor.settings import SectionConfig, Settings
 from distributor.text import code_points, shorten
 
@@ -683,14 +690,16 @@ def choose_image(
     summary: str,
     base: str,
     item_caption: str = "",
-) -> tuple[str | None, str]:
-    """(image URL, caption): the first usable of media:content, media:thumbnail, an image
-    enclosure, then (only as a fallback) an <img> of the body, then of the summary.
+) -> LeadImage | None:
+    """The first usable of media:content, media:thumbnail, an image enclosure, then (only
+    as a fallback) an <img> of the body, then of the summary; None when there is none.
 
     Usable: an image that may lead an article (`images.is_lead_image_candidate`: not a
     tracker, not declared tiny, not data: or other non-http(s), no script on it) whose
     absolute URL fits the column. Anything else is skipped, never fatal. The caption is
-    the chosen image's own, else the item's; no image, no caption.
+    the chosen image's own, else the item's. The size is the one that image declares
+    (width/height attributes, or an <img>'s style), so a small media:thumbnail is never
+    drawn as a full-width photo.
     """
     ordered = sorted(
         (m for m in media if is_image_media(m)), key=lambda m: _MEDIA_ORDER.get(m.kind, 9)
@@ -702,8 +711,8 @@ def choose_image(
         absolute = absolute_http_url(candidate.url, base)
         if absolute and len(absolute) <= MAX_URL_CHARS and is_lead_image_candidate(replace(candidate, url=absolute)):
             text = plain_text(candidate.caption, CAPTION_MAX_CHARS) or plain_text(item_caption, CAPTION_MAX_CHARS)
-            return absolute, text
-    return None, ""
+            return LeadImage(absolute, text, kept_side(candidate.width), kept_side(candidate.height))
+    return None
 
 
 def related_links(
@@ -822,7 +831,7 @@ def _build_article_fields(
         raw.published, raw.updated, now=now, tz=settings.tz
     )
     progress.field = "image"
-    image_url, image_caption = choose_image(
+    image = choose_image(
         raw.media, content=raw.content, summary=raw.summary, base=base,
         item_caption=raw.image_caption,
     )
@@ -850,8 +859,10 @@ def _build_article_fields(
         byline=byline,
         dateline=dateline,
         updated_at=updated_at,
-        image_url=image_url,
-        image_caption=image_caption,
+        image_url=image.url if image else None,
+        image_caption=image.caption if image else "",
+        image_width=image.width if image else None,
+        image_height=image.height if image else None,
         tags=tags,
         read_minutes=read_minutes,
         also_read=also_read,
@@ -915,6 +926,8 @@ WEBHOOK_FIELDS: dict[str, tuple[type, ...]] = {
     "updated_at": (str,),
     "image_url": (str,),
     "image_caption": (str,),
+    "image_width": (int,),
+    "image_height": (int,),
     "tags": (list,),
     "read_minutes": (int, str),
     "also_read": (list,),
@@ -930,6 +943,15 @@ def _webhook_time(data: Mapping, name: str, ref: str, tz: tzinfo) -> datetime | 
     if moment is None:
         raise RejectedItem(f"{name}: {truncate_text(value, 40)!r} is not an ISO 8601 date-time", ref)
     return moment
+
+
+def _webhook_image_side(data: Mapping, name: str, ref: str) -> int | None:
+    """A declared image side: a whole number of pixels, 0 (or null) for "not known"."""
+    value = json_field(data, name, WEBHOOK_FIELDS[name], ref)
+    limit = LEAD_IMAGE_RULES.max_side
+    if value is not None and not 0 <= value <= limit:
+        raise RejectedItem(f"{name}: {value} is not a size in pixels (0 to {limit}; 0 or null: not known)", ref)
+    return kept_side(value)
 
 
 def _webhook_also_read(data: Mapping, ref: str) -> list[tuple[str, str]]:
@@ -956,7 +978,8 @@ def article_from_mapping(
     text: a "<" or "&" in them is the publisher's character, never markup),
     section (slug, label or alias), categories, byline, dateline, published_at and
     updated_at (ISO 8601; without a zone the site's timezone is assumed), image_url,
-    image_caption, tags, read_minutes, also_read ([{title, url}]), trending. Null means
+    image_caption, image_width and image_height (the image's size in pixels, 0 when not
+    known), tags, read_minutes, also_read ([{title, url}]), trending. Null means
     absent. Raises distributor.errors.RejectedItem naming the bad, missing or unknown field.
     """
     if not isinstance(data, Mapping):
@@ -988,6 +1011,8 @@ def article_from_mapping(
             f"read_minutes: {read_minutes!r} is not a number of minutes (1 to {MAX_READ_MINUTES})", ref
         )
     image_url = get("image_url")
+    image_width = _webhook_image_side(data, "image_width", ref)
+    image_height = _webhook_image_side(data, "image_height", ref)
     byline = get("byline")
     raw = RawItem(
         ref=ref,
@@ -1005,7 +1030,7 @@ def article_from_mapping(
         authors=[plain_as_html(byline)] if byline else [],
         dateline=plain_as_html(get("dateline")),
         read_minutes=read_minutes,
-        media=[MediaRef(url=image_url, kind="content")] if image_url else [],
+        media=[MediaRef(url=image_url, kind="content", width=image_width, height=image_height)] if image_url else [],
         image_caption=get("image_caption") or "",
         also_read=_webhook_also_read(data, ref),
         trending=bool(get("trending")),

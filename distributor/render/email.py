@@ -48,6 +48,7 @@ from distributor.editions import Edition
 from distributor.errors import ConfigError, DistributorError
 from distributor.settings import ADDR_SPEC, PROJECT_ROOT, Settings, check_mailbox
 from distributor.render.email_budget import PERSONAL_RESERVE_BYTES, Trim, keep_first, next_trim
+from distributor.render.email_images import hero_box, thumb_box
 from distributor.render.script import article_language
 from distributor.render.transfer import BASE64, QP, Base64Body, choose
 from distributor.short_clicks import short_url
@@ -57,9 +58,7 @@ from distributor.trending import tracked_url
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
 log = logging.getLogger(__name__)
 
-# A compact card's thumbnail, beside its text on wide screens (height from the
-# configured image ratio), and the longest standfirst it shows: about one line there.
-THUMB_WIDTH = 120
+# The longest standfirst a compact card shows: about one line beside its thumbnail.
 CARD_STANDFIRST_CHARS = 100
 # RFC 5322: a header line MUST be at most 998 octets and SHOULD be at most 78.
 HEADER_LINE_MAX = 998
@@ -810,10 +809,9 @@ def render_variant(
             "link": link,
             "article_link": article_link,
             "section_labels": {s.slug: s.label for s in settings.sections},
-            "image_width": cfg.image_width,
-            "image_height": cfg.image_height,
-            "thumb_width": THUMB_WIDTH,
-            "thumb_height": THUMB_WIDTH * cfg.image_height // cfg.image_width,
+            # Image boxes from each article's declared size (email_images.py).
+            "hero_box": lambda a: hero_box(a, cfg.image_width, cfg.image_height),
+            "thumb_box": lambda a: thumb_box(a, cfg.image_width, cfg.image_height),
             "standfirst_chars": CARD_STANDFIRST_CHARS,
             "lead": shown.articles[0] if shown.articles else None,
             "section_line": (["Trending"] if shown.trending else []) + [g.section.label for g in shown.groups],

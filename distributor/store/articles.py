@@ -32,6 +32,8 @@ def row_to_article(row: ArticleRow) -> Article:
         updated_at=row.updated_at,
         image_url=row.image_url,
         image_caption=row.image_caption,
+        image_width=row.image_width,
+        image_height=row.image_height,
         tags=tuple(row.tags or ()),
         read_minutes=row.read_minutes,
         also_read=tuple(RelatedLink(**link) for link in (row.also_read or ())),
@@ -63,6 +65,8 @@ def _version_data(article: Article) -> dict:
         "updated_at": article.updated_at.isoformat() if article.updated_at else None,
         "image_url": article.image_url,
         "image_caption": article.image_caption,
+        "image_width": article.image_width,
+        "image_height": article.image_height,
         "tags": list(article.tags),
         "read_minutes": article.read_minutes,
         "also_read": [{"title": link.title, "url": link.url} for link in article.also_read],
@@ -83,11 +87,23 @@ def _fill_row(row: ArticleRow, article: Article) -> None:
     row.updated_at = article.updated_at
     row.image_url = article.image_url
     row.image_caption = article.image_caption
+    row.image_width = article.image_width
+    row.image_height = article.image_height
     row.tags = list(article.tags)
     row.read_minutes = article.read_minutes
     row.also_read = [{"title": link.title, "url": link.url} for link in article.also_read]
     row.trending = article.trending
     row.source = article.source
+
+
+def _with_image_size(article: Article, row: ArticleRow) -> Article:
+    """`article` with the image size to store: its own when it declares one or when its
+    image is another picture; else the one stored for this same image (a second source,
+    say the webhook after the feed, that declares no size knows nothing new about it)."""
+    declared = article.image_width is not None or article.image_height is not None
+    if declared or article.image_url != row.image_url:
+        return article
+    return replace(article, image_width=row.image_width, image_height=row.image_height)
 
 
 def save_articles(
@@ -134,9 +150,14 @@ def save_articles(
                 pending_versions.append((row, article, 1, digest))
                 results.append((article, "new"))
                 continue
+            article = _with_image_size(article, row)
             if row.content_hash == digest:
                 if row.trending != article.trending:
                     row.trending = article.trending
+                # The size is not part of the content hash (Article.content_hash): a
+                # newly declared or corrected size is kept without making a version.
+                if (row.image_width, row.image_height) != (article.image_width, article.image_height):
+                    row.image_width, row.image_height = article.image_width, article.image_height
                 results.append((article, "unchanged"))
                 continue
             before = row_to_article(row)

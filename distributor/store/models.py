@@ -77,6 +77,10 @@ class ArticleRow(Base):
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     image_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     image_caption: Mapped[str] = mapped_column(Text, default="")
+    # The image's size as declared by its source, in pixels; NULL when not declared
+    # (and for every article stored before migration 0017).
+    image_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    image_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tags: Mapped[list] = mapped_column(JSON, default=list)
     read_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     also_read: Mapped[list] = mapped_column(JSON, default=list)

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from distributor.articles import Article, RelatedLink
@@ -37,6 +37,8 @@ SEED = Article(
     updated_at=T0 + timedelta(minutes=30),
     image_url="https://www.newsarenaindia.com/images/russia-taliban.jpg",
     image_caption="Russian envoy Dmitry Zhirnov hands over credentials in Kabul",
+    image_width=1200,
+    image_height=675,
     tags=("Russia", "Afghanistan"),
     read_minutes=2,
     also_read=(RelatedLink("Russia rains missiles on Kyiv hours after Putin-Trump phone call", "https://www.newsarenaindia.com/international/russia-rains-missiles-on-kyiv"),),
@@ -104,6 +106,70 @@ def test_duplicate_key_in_one_batch_is_not_two_articles(store):
     results = save_articles(store, [SEED, SEED], now=T0)
     assert [o for _, o in results] == ["new", "unchanged"]
     assert len(list_articles(store)) == 1
+
+
+def test_image_size_is_kept_in_place_and_follows_the_image(store):
+    """A size declared (or corrected) later is stored without a new version or an
+    "Updated" mark; a source declaring none keeps the known size of the same image; a new
+    image brings its own size, or none."""
+    plain = replace(SEED, image_width=None, image_height=None)
+    save_articles(store, [plain], now=T0)
+    [(stored, outcome)] = save_articles(store, [SEED], now=T0 + timedelta(hours=1))
+    assert outcome == "unchanged" and stored.version == 1 and not stored.is_updated
+    assert (stored.image_width, stored.image_height) == (1200, 675)
+    assert (find_article(store, SEED.key).image_width, find_article(store, SEED.key).image_height) == (1200, 675)
+
+    [(stored, outcome)] = save_articles(store, [plain], now=T0 + timedelta(hours=2))
+    assert outcome == "unchanged" and (stored.image_width, stored.image_height) == (1200, 675)
+    [(stored, outcome)] = save_articles(store, [replace(plain, byline="News Arena Desk")], now=T0 + timedelta(hours=3))
+    assert outcome == "updated" and (stored.image_width, stored.image_height) == (1200, 675)
+
+    later = T0 + timedelta(hours=4)
+    new_image = replace(plain, byline="News Arena Desk", image_url="https://www.newsarenaindia.com/images/kabul.jpg")
+    [(stored, outcome)] = save_articles(store, [new_image], now=later)
+    assert outcome == "updated" and stored.significant_change_at == later
+    assert (stored.image_width, stored.image_height) == (None, None)
+    [(stored, _)] = save_articles(store, [replace(new_image, image_width=144, image_height=81)], now=later)
+    assert (stored.image_width, stored.image_height) == (144, 81)
+    history = versions(store, SEED.key)
+    assert [(v["image_width"], v["image_height"]) for v in history] == [(None, None), (1200, 675), (None, None)]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_at_0016(request, tmp_path):
+    """A database at schema 0016, before articles had an image size."""
+    from distributor.store import Store
+    from tests.conftest import postgres_schema
+
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        url, drop = postgres_schema("PostgreSQL migration test")
+    old = Store(url)
+    old.migrate("0016")
+    yield old
+    old.dispose()
+    if drop:
+        drop()
+
+
+def test_articles_stored_before_0017_load_without_a_size(store_at_0016):
+    published = T0.replace(tzinfo=None) if store_at_0016.dialect == "sqlite" else T0
+    with store_at_0016.session() as session:
+        session.execute(
+            text(
+                "INSERT INTO articles (key, url, title, standfirst, section, byline, dateline, published_at,"
+                " image_url, image_caption, tags, also_read, trending, date_missing, source, content_hash,"
+                " version, first_seen_at, last_changed_at) VALUES (:key, :url, 'Old story', '', 'nation', '', '',"
+                " :at, :image, '', '[]', '[]', false, false, 'feed', :hash, 1, :at, :at)"
+            ),
+            {"key": SEED.key, "url": SEED.url, "at": published, "image": SEED.image_url, "hash": "0" * 64},
+        )
+    assert store_at_0016.migrate() == "0017"
+    old = find_article(store_at_0016, SEED.key)
+    assert old.image_url == SEED.image_url
+    assert (old.image_width, old.image_height) == (None, None)
 
 
 def test_window_query_half_open_and_includes_significant_updates(store):

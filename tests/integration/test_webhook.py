@@ -181,6 +181,25 @@ def test_batch_with_a_bad_item_stores_the_good_ones(client, store):
     assert len(list_articles(store)) == 2
 
 
+def test_image_size_is_stored_and_a_bad_one_is_rejected_by_name(client, store):
+    sized = {**SEED, "image_width": 1200, "image_height": 675}
+    bad = {**OTHER, "image_width": -1}
+    response = post(client, encode({"articles": [sized, bad]}))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["results"] == [{"key": "na-webhook-seed", "outcome": "new"}]
+    [rejected] = body["rejected"]
+    assert rejected["index"] == 1
+    assert "image_width: -1 is not a size in pixels" in rejected["reason"]
+    stored = find_article(store, "na-webhook-seed")
+    assert (stored.image_width, stored.image_height) == (1200, 675)
+    # A push that only corrects the size keeps the article as it was, with the new size.
+    again = post(client, encode({**sized, "image_width": 1280, "image_height": 720}), timestamp=int(time.time()) - 1)
+    assert again.json()["results"] == [{"key": "na-webhook-seed", "outcome": "unchanged"}]
+    stored = find_article(store, "na-webhook-seed")
+    assert (stored.image_width, stored.image_height, stored.version) == (1280, 720, 1)
+
+
 def test_batch_where_every_item_is_rejected_is_422(client, store):
     response = post(client, encode({"articles": [BAD, "nope"]}))
     assert response.status_code == 422

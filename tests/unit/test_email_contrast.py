@@ -11,7 +11,8 @@ import pytest
 
 from distributor.render.email import TEMPLATE_DIR
 
-CSS = (TEMPLATE_DIR / "email" / "styles.css").read_text(encoding="utf-8")
+# Comments left out: a comment before a rule is not part of its selector.
+CSS = re.sub(r"/\*.*?\*/", "", (TEMPLATE_DIR / "email" / "styles.css").read_text(encoding="utf-8"), flags=re.DOTALL)
 LIGHT, DARK = CSS.split("@media (prefers-color-scheme: dark)", 1)
 
 

@@ -107,7 +107,7 @@ def test_a_heavier_issue_is_trimmed_in_steps_until_it_fits(settings, caplog):
     _, html = bodies(parse(raw))
     assert ">Unsubscribe</a>" in html[html.index('class="footer"'):]
     # Thumbnails and standfirsts went first, then the last articles joined the "more" line.
-    assert html.count('class="thumb"') == 0 and html.count('class="hero"') == 1
+    assert html.count('class="thumb"') == 0 and html.count('class="hero hero-full"') == 1
     shown = html.count('class="headline"') + html.count('class="lead-headline"')
     assert 1 < shown < 100
     assert f"+ {100 - shown} more on the site" in html

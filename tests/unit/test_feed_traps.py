@@ -256,13 +256,13 @@ def test_lead_image_rules(media, expected):
 
 
 def test_declared_media_beats_an_image_from_the_body(settings):
-    url, _ = choose_image(
+    image = choose_image(
         [MediaRef("https://img.example/lead.jpg", "thumbnail")],
         content='<p><img src="https://img.example/inline.jpg" width="600" height="400"></p>',
         summary="",
         base=SITE,
     )
-    assert url == "https://img.example/lead.jpg"
+    assert (image.url, image.width, image.height) == ("https://img.example/lead.jpg", None, None)
 
 
 @pytest.mark.parametrize(

@@ -311,6 +311,44 @@ def test_exotic_dates_are_read_by_feedparser_when_our_rules_cannot(settings, rea
     assert (article.published_at, article.date_missing) == (datetime(2025, 7, 1, tzinfo=UTC), False)
 
 
+@pytest.mark.parametrize("reader", [parse_feed, feeds._parse_with_feedparser])
+def test_the_lead_images_declared_size_is_kept(settings, reader):
+    ns = 'xmlns:media="http://search.yahoo.com/mrss/" xmlns:content="http://purl.org/rss/1.0/modules/content/"'
+    body = rss(
+        "<item><title>Thumbnail only</title><link>https://x.example/1</link>"
+        '<media:thumbnail url="https://img.example/t1.jpg" width="192" height="108"/></item>'
+        "<item><title>Content and thumbnail</title><link>https://x.example/2</link>"
+        '<media:content url="https://img.example/c2.jpg" medium="image" width="1200" height="675"/>'
+        '<media:thumbnail url="https://img.example/t2.jpg" width="192" height="108"/></item>'
+        "<item><title>Body image</title><link>https://x.example/3</link>"
+        '<content:encoded><![CDATA[<p><img src="https://img.example/b3.jpg" width="400" height="300"></p>]]></content:encoded></item>'
+        "<item><title>No size</title><link>https://x.example/4</link>"
+        '<media:content url="https://img.example/c4.jpg" medium="image"/></item>',
+        namespaces=ns,
+    )
+    parsed = parse(settings, body, reader=reader)
+    assert [(a.image_url, a.image_width, a.image_height) for a in parsed.articles] == [
+        ("https://img.example/t1.jpg", 192, 108),
+        ("https://img.example/c2.jpg", 1200, 675),
+        ("https://img.example/b3.jpg", 400, 300),
+        ("https://img.example/c4.jpg", None, None),
+    ]
+
+
+def test_json_feed_declares_no_image_size(settings):
+    import json
+
+    body = json.dumps(
+        {
+            "version": "https://jsonfeed.org/version/1.1",
+            "title": "T",
+            "items": [{"id": "j1", "url": SITE + "nation/j", "title": "J", "image": "https://img.example/j.jpg"}],
+        }
+    ).encode()
+    (article,) = parse(settings, body).articles
+    assert (article.image_url, article.image_width, article.image_height) == ("https://img.example/j.jpg", None, None)
+
+
 # --- bases for relative links -----------------------------------------------------------------
 def test_relative_links_resolve_against_xml_base_then_feed_url_then_home_then_site(settings):
     item = "<item><title>T</title><link>/a</link></item>"

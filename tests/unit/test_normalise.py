@@ -386,7 +386,14 @@ def test_stated_read_time_beats_the_estimate(settings):
 
 # --- image ------------------------------------------------------------------------------
 def pick(media=(), content="", summary="", item_caption=""):
-    return n.choose_image(media, content=content, summary=summary, base=SITE, item_caption=item_caption)
+    """(URL, caption) of the chosen image, (None, "") when there is none."""
+    image = n.choose_image(media, content=content, summary=summary, base=SITE, item_caption=item_caption)
+    return (image.url, image.caption) if image else (None, "")
+
+
+def pick_size(media=(), content="", summary=""):
+    image = n.choose_image(media, content=content, summary=summary, base=SITE)
+    return image.url, image.width, image.height
 
 
 def test_image_precedence_media_content_thumbnail_enclosure_img():
@@ -425,6 +432,32 @@ def test_caption_falls_back_to_the_items_caption_and_is_plain_text():
 
 def test_no_image_no_caption():
     assert pick([], "<p>text</p>", item_caption="orphan caption") == (None, "")
+    assert n.choose_image([], content="<p>text</p>", summary="", base=SITE) is None
+
+
+def test_the_chosen_image_keeps_the_size_it_declares():
+    # media:content and media:thumbnail width/height, <img> attributes and style: the
+    # size of the image chosen, never of another candidate.
+    thumb = MediaRef("/thumb.jpg", "thumbnail", width=192, height=108)
+    content = MediaRef("/content.jpg", "content", medium="image", width=1200, height=675)
+    assert pick_size([thumb, content]) == (SITE + "content.jpg", 1200, 675)
+    assert pick_size([thumb]) == (SITE + "thumb.jpg", 192, 108)
+    assert pick_size([MediaRef("/plain.jpg", "content"), thumb]) == (SITE + "plain.jpg", None, None)
+    assert pick_size([], '<p><img src="/a.jpg" width="400" height="300"></p>') == (SITE + "a.jpg", 400, 300)
+    assert pick_size([], '<img src="/b.jpg" style="width: 320px; height:180px">') == (SITE + "b.jpg", 320, 180)
+    assert pick_size([], '<img src="/c.jpg" width="100%" height="240">') == (SITE + "c.jpg", None, 240)
+    # A skipped candidate's size is not carried over to the next one.
+    tiny = MediaRef("/icon.png", "content", width=16, height=16)
+    assert pick_size([tiny], '<img src="/d.jpg">') == (SITE + "d.jpg", None, None)
+    # A side beyond any real image is junk: the image may lead, its size is not kept.
+    assert pick_size([MediaRef("/e.jpg", "content", width=999999, height=675)]) == (SITE + "e.jpg", None, 675)
+
+
+def test_built_article_carries_the_image_size(settings):
+    article = build(settings, media=[MediaRef("/thumb.jpg", "thumbnail", width=192, height=108)])
+    assert (article.image_url, article.image_width, article.image_height) == (SITE + "thumb.jpg", 192, 108)
+    article = build(settings, media=[MediaRef("/lead.jpg", "content")])
+    assert (article.image_width, article.image_height) == (None, None)
 
 
 # --- byline, dateline, related links ------------------------------------------------------
@@ -577,6 +610,22 @@ def test_webhook_payload_becomes_an_article(settings):
     )
 
 
+def test_webhook_image_size(settings):
+    article = from_mapping(settings, {**PAYLOAD, "image_width": 1200, "image_height": 675})
+    assert (article.image_width, article.image_height) == (1200, 675)
+    # 0 and null say "not known"; without them nothing is known either.
+    article = from_mapping(settings, {**PAYLOAD, "image_width": 0, "image_height": None})
+    assert (article.image_url, article.image_width, article.image_height) == (SITE + "images/russia-taliban.jpg", None, None)
+    assert from_mapping(settings, PAYLOAD).image_width is None
+    # As in feeds, an image declared smaller than an icon does not lead the article.
+    assert from_mapping(settings, {**PAYLOAD, "image_width": 40, "image_height": 40}).image_url is None
+    # A size without an image is still checked, and then there is nothing to keep.
+    no_image = {k: v for k, v in PAYLOAD.items() if k != "image_url"}
+    assert from_mapping(settings, {**no_image, "image_width": 800}).image_width is None
+    with pytest.raises(RejectedItem, match="image_width: -5 is not a size"):
+        from_mapping(settings, {**no_image, "image_width": -5})
+
+
 def test_webhook_minimal_payload(settings):
     article = from_mapping(settings, {"url": SITE + "sports/x", "title": "Hockey", "id": None, "trending": True})
     assert (article.key, article.section, article.trending, article.date_missing) == (SITE + "sports/x", "sports", True, True)
@@ -635,6 +684,12 @@ def test_webhook_rejects_unknown_fields_by_name(settings):
         ("updated_at", "soon", "updated_at: 'soon' is not an ISO 8601 date-time"),
         ("image_url", ["a"], "image_url: expected a string"),
         ("image_caption", 7, "image_caption: expected a string"),
+        ("image_width", "552", "image_width: expected an integer, got a string"),
+        ("image_width", 552.5, "image_width: expected an integer, got a number"),
+        ("image_width", True, "image_width: expected an integer, got a boolean"),
+        ("image_width", -1, r"image_width: -1 is not a size in pixels \(0 to 100000; 0 or null: not known\)"),
+        ("image_height", -311, "image_height: -311 is not a size in pixels"),
+        ("image_height", 10**20, "image_height: 100000000000000000000 is not a size in pixels"),
         ("read_minutes", "soon", "read_minutes: 'soon' is not a number of minutes"),
         ("read_minutes", True, "read_minutes: expected an integer or a string, got a boolean"),
         ("also_read", {"title": "x"}, "also_read: expected a list, got an object"),

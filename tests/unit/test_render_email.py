@@ -19,6 +19,7 @@ import random
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -93,6 +94,7 @@ HAWKS = article(
     standfirst="Needing five off the final ball, 21-year-old Rohan Varma cleared long-on.",
     byline="Sports Desk", dateline="Hyderabad", read_minutes=3, trending=True,
     image_url=f"{SITE}/images/article/2025/07/hyderabad-hawks-deccan-t20-final.jpg",
+    image_width=1200, image_height=900,  # 4:3, as declared by the feed
 )
 MONSOON = article(
     "imd-heavy-rain-alert-10-states", "nation",
@@ -412,8 +414,11 @@ def test_html_layout_and_cards(variant, settings):
     assert re.search(r'class="rank"[^>]*>1</td>.{0,1200}' + re.escape(HAWKS.title), body, re.DOTALL)
     # Hero: alt is the caption; thumbnails are decorative (alt empty) and 120 px wide;
     # no image is a link, so each card has exactly one link (its headline).
-    assert f'<img class="hero" src="{SEED.image_url}" alt="{SEED.image_caption}" width="552" height="311"' in html
+    # Without declared sizes, the configured 552x311 box and a 120x67 thumbnail; with
+    # them (HAWKS, 4:3), the image's own proportions.
+    assert f'<img class="hero hero-full" src="{SEED.image_url}" alt="{SEED.image_caption}" width="552" height="311"' in html
     assert f'<img class="thumb" src="{TRAINS.image_url}" alt="" width="120" height="67"' in html
+    assert f'<img class="thumb" src="{HAWKS.image_url}" alt="" width="120" height="90"' in html
     assert html.count("<img ") == 3  # the Devanagari story has no image
     assert not re.search(r"<a [^>]*>\s*<img", html)
     for card in re.findall(r'<td class="card[ "].*?</table>', body, re.DOTALL):
@@ -423,6 +428,77 @@ def test_html_layout_and_cards(variant, settings):
     assert "+ 14 more on the site" in html
     assert "You receive the Morning Brief because you subscribed at News Arena." in html
     assert settings.site.postal_address in html
+
+
+# --- images: drawn at their declared size, never larger -------------------------------
+_IMG = re.compile(r'<img class="([^"]+)" src="([^"]+)" alt="([^"]*)" width="(\d+)" height="(\d+)"[^>]*>')
+
+
+def drawn(html: str) -> dict[str, tuple[str, int, int]]:
+    """Each image's (class, width attribute, height attribute), by URL."""
+    return {src: (cls, int(w), int(h)) for cls, src, _, w, h in _IMG.findall(html)}
+
+
+def lead_html(settings, **image) -> str:
+    lead = replace(SEED, **image)
+    return fill_html(render_variant(settings, fixture_edition(trending=(lead, HAWKS)), sections=None, run_id=RUN_ID, now=NOW))
+
+
+def test_a_small_lead_image_is_a_thumbnail_beside_the_text_not_a_stretched_hero(settings):
+    # A 200x112 media:thumbnail was drawn as a 552x311 hero: nearly three times its size.
+    html = lead_html(settings, image_width=200, image_height=112)
+    assert 'class="hero' not in html
+    cls, width, height = drawn(html)[SEED.image_url]
+    assert (cls, width, height) == ("thumb", 120, 67)
+    assert width <= 200
+    lead = html[html.index('<td class="lead"'):html.index("</td>\n</tr>\n</table>", html.index('<td class="lead"'))]
+    assert SEED.title in lead and f'alt="{SEED.image_caption}"' in lead  # the lead's image keeps its caption
+    # The threshold, not the 120 px thumbnail width, decides: 299 px is still too small.
+    assert 'class="hero' not in lead_html(settings, image_width=299, image_height=168)
+
+
+def test_a_lead_image_narrower_than_the_column_is_drawn_at_its_own_size(settings):
+    html = lead_html(settings, image_width=400, image_height=300)
+    cls, width, height = drawn(html)[SEED.image_url]
+    assert (cls, width, height) == ("hero", 400, 300)  # not hero-full: never widened
+    assert width <= 400
+    assert "width:400px;max-width:100%;aspect-ratio:400/300" in html
+
+
+def test_a_wide_lead_image_fills_the_column_in_its_own_proportions(settings):
+    assert drawn(lead_html(settings, image_width=1200, image_height=800))[SEED.image_url] == ("hero hero-full", 552, 368)
+    # Width alone: full width, the configured 16:9 box.
+    assert drawn(lead_html(settings, image_width=1200))[SEED.image_url] == ("hero hero-full", 552, 311)
+    # A portrait photo is drawn narrower, at most as tall as the column is wide.
+    assert drawn(lead_html(settings, image_width=1200, image_height=1600))[SEED.image_url] == ("hero", 414, 552)
+
+
+def test_thumbnails_keep_their_box_width_and_the_images_proportions(settings):
+    small = replace(TRAINS, image_width=100, image_height=100)
+    tall = replace(HAWKS, image_width=600, image_height=900)
+    edition = fixture_edition(
+        trending=(SEED, tall),
+        groups=(SectionGroup(Section("nation", "Nation", 0), (MONSOON, small)),),
+    )
+    images = drawn(fill_html(render_variant(settings, edition, sections=None, run_id=RUN_ID, now=NOW)))
+    assert images[TRAINS.image_url] == ("thumb", 100, 100)  # never upscaled to 120
+    assert images[HAWKS.image_url] == ("thumb", 80, 120)  # 2:3, at most as tall as 120 px
+
+
+def test_image_boxes_as_data():
+    from distributor.render.email_images import EmailImageRules, hero_box, thumb_box
+
+    plain = replace(SEED, image_width=None, image_height=None)
+    assert hero_box(plain, 552, 311) == hero_box(replace(plain, image_height=900), 552, 311)
+    assert (hero_box(plain, 552, 311).width, hero_box(plain, 552, 311).height) == (552, 311)
+    small = replace(plain, image_width=200, image_height=112)
+    assert hero_box(small, 552, 311) is None
+    assert hero_box(small, 552, 311, EmailImageRules(min_hero_width=150)).width == 200
+    assert thumb_box(small, 552, 311, EmailImageRules(thumb_width=160)).width == 160
+    assert thumb_box(small, 552, 311, EmailImageRules(thumb_width=240)).width == 200  # never upscaled
+    # A tall, narrow image fitted to the height cap is too narrow for a hero.
+    assert hero_box(replace(plain, image_width=400, image_height=2000), 552, 311) is None
+    assert hero_box(plain, 552, 311).aspect_ratio == "552 / 311"
 
 
 def test_each_article_carries_its_language_and_direction(variant):
