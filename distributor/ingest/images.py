@@ -51,8 +51,13 @@ class LeadImage:
 class LeadImageRules:
     """What disqualifies an image from leading an article."""
 
-    # A declared width or height below this (pixels) is an icon, spacer or pixel.
-    min_side: int = 100
+    # A declared width or height below this (pixels) is an icon, spacer or pixel. Small
+    # 16:9 thumbnails are real photos (The Guardian's 140x84, 144x81 elsewhere): the
+    # email draws them as thumbnails, never stretched (render/email_images.py).
+    min_side: int = 80
+    # Longer side over shorter side above this: a banner, divider or skyscraper ad, not
+    # a photo (photos run from 1:1 to about 2:1; a 16:9 hero is 1.78).
+    max_aspect: float = 3.0
     # A declared side above this (pixels) is junk, not a size: the image may still lead,
     # but its size is not kept (nothing real is that large, and the store's column is an
     # ordinary integer).
@@ -108,7 +113,8 @@ def is_tracker_url(url: str, rules: LeadImageRules = LEAD_IMAGE_RULES) -> bool:
 
 def is_lead_image_candidate(media: MediaRef, rules: LeadImageRules = LEAD_IMAGE_RULES) -> bool:
     """May this image lead an article? Not when it is not http(s) (data:, javascript:),
-    declared tiny (either side under `min_side`), a known tracker, or carries script."""
+    declared tiny (either side under `min_side`) or banner-shaped (sides further apart
+    than `max_aspect`), a known tracker, or carries script."""
     url = (media.url or "").strip()
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme and scheme not in ("http", "https"):
@@ -118,6 +124,9 @@ def is_lead_image_candidate(media: MediaRef, rules: LeadImageRules = LEAD_IMAGE_
     for side in (media.width, media.height):
         if side is not None and side < rules.min_side:
             return False
+    width, height = kept_side(media.width, rules), kept_side(media.height, rules)
+    if width and height and max(width, height) > rules.max_aspect * min(width, height):
+        return False
     return not is_tracker_url(url, rules)
 
 

@@ -238,7 +238,13 @@ def test_looks_like_html(text, expected):
     [
         (MediaRef("https://img.example/photo.jpg", "content", "image", "image/jpeg"), True),
         (MediaRef("https://img.example/photo.jpg", "content", width=1, height=1), False),
-        (MediaRef("https://img.example/photo.jpg", "thumbnail", width=90, height=300), False),
+        (MediaRef("https://img.example/photo.jpg", "thumbnail", width=90, height=300), False),  # skyscraper
+        (MediaRef("https://img.example/photo.jpg", "thumbnail", width=64, height=64), False),  # icon
+        (MediaRef("https://img.example/photo.jpg", "thumbnail", width=144, height=81), True),  # small 16:9
+        (MediaRef("https://img.example/photo.jpg", "thumbnail", width=140, height=84), True),
+        (MediaRef("https://img.example/banner.jpg", "content", width=1200, height=200), False),  # banner
+        (MediaRef("https://img.example/photo.jpg", "content", width=1200, height=675), True),
+        (MediaRef("https://img.example/photo.jpg", "content", width=600, height=1000), True),  # portrait
         (MediaRef("https://img.example/photo.jpg", "thumbnail", width=120, height=100), True),
         (MediaRef("https://feeds.feedburner.com/~r/newsarena/~4/abc", "content"), False),
         (MediaRef("https://img.example/1x1.gif", "enclosure", mime_type="image/gif"), False),
