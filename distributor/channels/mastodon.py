@@ -5,9 +5,11 @@
 Everything around it (the ledger, retries, threads, edits) lives in
 `distributor.delivery.social` and is tested against a fake instance on localhost.
 
-Rate limits: the client runs with `ratelimit_method="throw"`, so a 429 (or a budget the
-headers say is spent) comes back at once as "retry_after" with the wait the
-X-RateLimit-Reset header gave; the ledger defers the post rather than a worker sleeping.
+Rate limits: the client runs with `ratelimit_method="throw"`, so a 429 comes back at
+once as "retry_after" with the wait the X-RateLimit-Reset header gave; the ledger defers
+the post rather than a worker sleeping. Every result also carries what the answer's
+X-RateLimit-Remaining and X-RateLimit-Reset said (`remaining`, `reset_in`), so a budget
+spent by this very request holds the channel before the instance has to answer 429.
 
 The access token travels in the Authorization header only; descriptions are scrubbed of
 it all the same.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -32,7 +35,7 @@ from mastodon.errors import (
     MastodonUnauthorizedError,
 )
 
-from distributor.channels.social import SocialRequest, SocialResult
+from distributor.channels.social import SocialRequest, SocialResult, rate_headers
 
 # Transport failures that happen before the request left: safe to resend.
 _NOT_SENT = (requests.exceptions.ConnectionError,)
@@ -85,6 +88,11 @@ class MastodonChannel:
             raise ValueError("a Mastodon access token is required (else use the outbox)")
         self.instance_url = instance_url.rstrip("/")
         self._token = token
+        # The rate-limit headers of the last answer in this thread (Mastodon.py keeps only
+        # its own reading of them, which outlives the answer that carried them).
+        self._answers = threading.local()
+        session = requests.Session()
+        session.hooks["response"].append(self._keep_rate_headers)
         self._api = Mastodon(
             access_token=token,
             api_base_url=self.instance_url,
@@ -92,7 +100,11 @@ class MastodonChannel:
             request_timeout=timeout,
             mastodon_version=API_VERSION,
             version_check_mode="created",  # parse API_VERSION: no request, today's endpoints
+            session=session,
         )
+
+    def _keep_rate_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._answers.rate = rate_headers(response.headers, "X-RateLimit-")
 
     def __repr__(self) -> str:
         return f"MastodonChannel(instance_url={self.instance_url!r})"
@@ -112,13 +124,15 @@ class MastodonChannel:
 
     def call(self, request: SocialRequest) -> SocialResult:
         """Make one API call and classify the answer. The only network I/O to Mastodon."""
+        self._answers.rate = (None, 0.0)
         try:
             result = self._send(request)
         except MastodonError as exc:
             result = classify(exc, getattr(self._api, "ratelimit_reset", None))
+        remaining, reset_in = self._answers.rate
+        result = replace(result, remaining=remaining, reset_in=reset_in)
         if self._token in result.description:
-            result = SocialResult(result.outcome, result.remote_ids, result.retry_after,
-                                  result.description.replace(self._token, "***"), result.extra)
+            result = replace(result, description=result.description.replace(self._token, "***"))
         return result
 
     def _send(self, request: SocialRequest) -> SocialResult:
