@@ -147,8 +147,9 @@ class BlueskyChannel:
                 found = client.com.atproto.repo.get_record({"repo": did, "collection": POST, "rkey": rkey})
                 uri, cid = found.uri, found.cid
             return SocialResult("ok", remote_ids=(f"{uri} {cid}",))
-        if request.action == "session":  # `channels test`: log in (or reuse the session), post nothing
-            return SocialResult("ok", remote_ids=(did,))
+        if request.action == "session":  # `channels test`: the session's account; posts nothing
+            session = client.com.atproto.server.get_session()
+            return SocialResult("ok", remote_ids=(session.did,), extra={"account": f"@{session.handle}"})
         if request.action == "delete":
             client.com.atproto.repo.delete_record({"repo": did, "collection": POST, "rkey": request.params["rkey"]})
             return SocialResult("ok")

@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from mastodon import Mastodon
@@ -142,6 +143,12 @@ class MastodonChannel:
             statuses = (answer.get("configuration") or {}).get("statuses") or {}
             limit = statuses.get("max_characters") or answer.get("max_toot_chars") or 500
             return SocialResult("ok", extra={"max_characters": int(limit)})
+        if request.action == "account":  # `channels test`: the token's account; posts nothing
+            answer = self._api.account_verify_credentials()
+            acct = str(answer.get("acct") or answer.get("username") or "")
+            if acct and "@" not in acct:  # a local account: name its instance
+                acct = f"{acct}@{urlsplit(self.instance_url).netloc}"
+            return SocialResult("ok", remote_ids=(str(answer["id"]),), extra={"account": f"@{acct}"})
         if request.action == "media":
             answer = self._api.media_post(
                 io.BytesIO(request.data),

@@ -582,19 +582,35 @@ def _repost(settings: Settings, store: Store, transports: Transports, row: Teleg
     return replace(report, status="reposted") if report.status == "sent" else report
 
 
-# --- test ----------------------------------------------------------------------------
+# --- channel test ---------------------------------------------------------------------
 
 
-def send_test_status(settings: Settings, channel: str, *, now: datetime | None = None) -> SocialResult:
-    """Mastodon: a short test status, "direct" with no one mentioned: only the account
-    sees it. Bluesky (where every post is public): a login only, answering the account's
-    DID. Nothing is written to the ledger (outbox file without credentials)."""
-    if settings.channels[channel].kind == "bluesky":
-        return transport_for(settings, channel).call(SocialRequest("session", {"handle_from": "environment"}))
-    moment = (now or utcnow()).astimezone(settings.tz)
-    text = f"{settings.site.name}: test status from distributor ({moment:%Y-%m-%d %H:%M %Z})"
-    return transport_for(settings, channel).call(
-        SocialRequest("status", {"status": text, "visibility": "direct", "language": settings.site.language}))
+def check_credentials(settings: Settings, channel: str) -> SocialResult | None:
+    """The channel's credentials tried against its service, posting nothing: Mastodon's
+    verify_credentials, Bluesky's login and getSession. "ok" names the account in
+    `extra["account"]`. None when the channel has no credentials (its posts go to the
+    outbox: there is nothing to check, and no file is written)."""
+    transport = transport_for(settings, channel)
+    if isinstance(transport, SocialOutbox):
+        return None
+    action = "session" if settings.channels[channel].kind == "bluesky" else "account"
+    return transport.call(SocialRequest(action))
+
+
+def check_channel(settings: Settings, channel: str) -> tuple[bool, str]:
+    """`channels test` for a Mastodon or Bluesky channel (CLI and console): whether it
+    passed, and one line saying what was checked. Secrets are never in it."""
+    from distributor.channels.destinations import credential_names, destination
+
+    where = destination(settings, channel)
+    result = check_credentials(settings, channel)
+    if result is None:
+        names = " and ".join(credential_names(settings, channel))
+        return True, (f"no credentials ({names} not set): posts are written to "
+                      f"{settings.outbox_dir / where.kind}/; nothing to check")
+    if result.ok:
+        return True, f"credentials accepted by {where.address} for {result.extra.get('account', '?')} (nothing posted)"
+    return False, f"credentials check at {where.address} failed ({result.outcome}): {result.description}"
 
 
 # --- retries --------------------------------------------------------------------------

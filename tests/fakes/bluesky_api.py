@@ -13,7 +13,8 @@ check:
   text (start < end <= length, on character boundaries), reply refs naming existing
   posts with their cid, an embed thumbnail naming an uploaded blob, `langs` given, a
   record key not used before ("already exists" otherwise);
-- com.atproto.repo.getRecord and deleteRecord.
+- com.atproto.repo.getRecord and deleteRecord;
+- com.atproto.server.getSession: the session's handle and DID.
 
 Failures on demand: `fail_next(kind, count=, path=)` with kind "429" (ratelimit-reset
 `reset_in` seconds ahead), "401", "500", or "timeout" (the request is carried out, the
@@ -198,6 +199,8 @@ class FakeBluesky:
                 return _error(401, "AuthenticationRequired", "Authentication Required")
             if _exp(token) < time.time():
                 return _error(400, "ExpiredToken", "Token has expired")
+        if method == "com.atproto.server.getSession":
+            return JSONResponse({"handle": HANDLE, "did": DID, "active": True})
         if method == "com.atproto.repo.uploadBlob":
             data = await request.body()
             if len(data) > self.max_blob_bytes:

@@ -12,6 +12,7 @@ It implements what our channel uses and checks what Mastodon checks:
   `visibility` one of four, and an `Idempotency-Key` seen before answers the status it
   made then instead of posting again;
 - PUT /api/v1/statuses/:id: the edit, with the same checks;
+- GET /api/v1/accounts/verify_credentials: the token's account (`news`);
 - auth: `Authorization: Bearer <TOKEN>`, anything else 401.
 
 Failures on demand: `fail_next(kind, count=, path=)` with kind "429" (X-RateLimit-Reset
@@ -46,6 +47,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 TOKEN = "fake-mastodon-token-0123456789"
+ACCOUNT = {"id": "1", "acct": "news", "username": "news"}
 URL_LENGTH = 23
 _URL = re.compile(r"https?://\S+")
 
@@ -213,6 +215,10 @@ class FakeMastodon:
                 self.media[media.id] = media
             return JSONResponse({"id": media.id, "type": "image", "url": f"{self.base_url}/m/{media.id}",
                                  "description": description})
+        if request.method == "GET" and path == "/api/v1/accounts/verify_credentials":
+            return JSONResponse({**ACCOUNT, "url": f"{self.base_url}/@news", "note": "", "display_name": "News Arena",
+                                 "locked": False, "bot": True, "created_at": "2026-01-01T00:00:00.000Z",
+                                 "followers_count": 0, "following_count": 0, "statuses_count": len(self.statuses)})
         if request.method == "POST" and path == "/api/v1/statuses":
             return await self._post_status(request)
         match = re.fullmatch(r"/api/v1/statuses/(\d+)", path)
@@ -284,7 +290,7 @@ class FakeMastodon:
             "id": status.id, "uri": f"{self.base_url}/statuses/{status.id}", "content": status.text,
             "visibility": status.visibility, "language": status.language, "in_reply_to_id": status.in_reply_to_id,
             "created_at": "2026-11-27T06:30:00.000Z", "edited_at": None, "sensitive": False, "spoiler_text": "",
-            "account": {"id": "1", "acct": "news", "username": "news"},
+            "account": ACCOUNT,
             "media_attachments": [{"id": m, "type": "image"} for m in status.media_ids],
             "mentions": [], "tags": [], "emojis": [],
         }
