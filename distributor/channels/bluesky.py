@@ -29,7 +29,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
-
 from atproto import Client
 from atproto_client.exceptions import (
     AtProtocolError,

@@ -47,9 +47,9 @@ def _known(name: str) -> None:
 def channels_list(as_json: bool = typer.Option(False, "--json")) -> None:
     """The configured channels: destination, sections, modes, quiet and silent hours, and
     how posts leave (the service's API or the outbox)."""
-    s = settings()
     from distributor.channels.destinations import destination
 
+    s = settings()
     rows = []
     for name, config in s.channels.items():
         where = destination(s, name)
