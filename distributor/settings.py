@@ -760,7 +760,8 @@ class TelegramConfig(_Strict):
     # Prefix of the Redis keys holding the shared windows and per-chat holds.
     rate_key_prefix: str = Field(default="distributor:telegram", min_length=1, max_length=100)
     # Longest wait a worker spends in place, for a rate-limit slot or a RetryAfter, before
-    # it leaves the post pending for a later attempt instead.
+    # it leaves the post pending for a later attempt instead (Mastodon and Bluesky
+    # budgets too: delivery.social_limits).
     max_retry_wait_seconds: float = Field(default=120.0, ge=0, le=3_600)
     # An updated article edits its posted message (editMessageText / editMessageCaption)
     # for this many hours after posting; later changes leave the post alone. 0: never edit.

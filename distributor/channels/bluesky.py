@@ -10,6 +10,11 @@ string); the SDK refreshes the access token with refreshSession before it expire
 the refreshed session replaces the kept one. A refused session is dropped and the next
 call logs in again.
 
+Rate limits: a 429 comes back as "retry_after" with the wait its RateLimit-Reset gave;
+every result also carries what the answer's RateLimit-Remaining and RateLimit-Reset said
+(`remaining`, `reset_in`), so a budget spent by this very request holds the channel
+before the PDS has to answer 429.
+
 Exactly once: Bluesky has no idempotency key, but a post's record key can be chosen.
 The ledger gives each post a record key made from its row and part (`rkey`), so a
 resend after a lost answer meets "already exists" and reads the record the first attempt
@@ -19,9 +24,11 @@ made (com.atproto.repo.getRecord) instead of posting twice.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+import httpx
 from atproto import Client
 from atproto_client.exceptions import (
     AtProtocolError,
@@ -35,6 +42,7 @@ from atproto_client.exceptions import (
 from atproto_client.request import Request
 
 from distributor.channels.contracts import SocialRequest, SocialResult
+from distributor.channels.rate_headers import rate_headers
 
 POST = "app.bsky.feed.post"
 DEFAULT_RETRY_SECONDS = 60.0
@@ -74,12 +82,16 @@ class BlueskyChannel:
         self.handle = handle
         self._password = app_password
         self.timeout = timeout
+        # The rate-limit headers of the last answer in this thread: the request's own,
+        # since a session refresh comes before it.
+        self._answers = threading.local()
 
     def __repr__(self) -> str:
         return f"BlueskyChannel(service_url={self.service_url!r}, handle={self.handle!r})"
 
     def _client(self) -> Client:
-        client = Client(base_url=self.service_url, request=Request(timeout=self.timeout))
+        client = Client(base_url=self.service_url,
+                        request=Request(timeout=self.timeout, event_hooks={"response": [self._keep_rate_headers]}))
         key = (self.service_url, self.handle)
 
         def keep(_event: Any, session: Any) -> None:
@@ -95,18 +107,25 @@ class BlueskyChannel:
             client.login(self.handle, self._password, fetch_bsky_profile=False)
         return client
 
+    def _keep_rate_headers(self, response: httpx.Response) -> None:
+        self._answers.rate = rate_headers(response.headers, "RateLimit-")
+
     def call(self, request: SocialRequest) -> SocialResult:
         """Make one request and classify the answer. The only network I/O to Bluesky."""
+        self._answers.rate = (None, 0.0)
         try:
-            result = self._send(self._client(), request)
+            client = self._client()
+            self._answers.rate = (None, 0.0)  # the login's budget is not the request's
+            result = self._send(client, request)
         except AtProtocolError as exc:
             result = classify(exc)
             if result.outcome == "unauthorized":
                 with _sessions_lock:  # log in afresh next time
                     _sessions.pop((self.service_url, self.handle), None)
+        remaining, reset_in = self._answers.rate
+        result = replace(result, remaining=remaining, reset_in=reset_in)
         if self._password in result.description:
-            result = SocialResult(result.outcome, result.remote_ids, result.retry_after,
-                                  result.description.replace(self._password, "***"), result.extra)
+            result = replace(result, description=result.description.replace(self._password, "***"))
         return result
 
     def _send(self, client: Client, request: SocialRequest) -> SocialResult:
@@ -128,8 +147,9 @@ class BlueskyChannel:
                 found = client.com.atproto.repo.get_record({"repo": did, "collection": POST, "rkey": rkey})
                 uri, cid = found.uri, found.cid
             return SocialResult("ok", remote_ids=(f"{uri} {cid}",))
-        if request.action == "session":  # `channels test`: log in (or reuse the session), post nothing
-            return SocialResult("ok", remote_ids=(did,))
+        if request.action == "session":  # `channels test`: the session's account; posts nothing
+            session = client.com.atproto.server.get_session()
+            return SocialResult("ok", remote_ids=(session.did,), extra={"account": f"@{session.handle}"})
         if request.action == "delete":
             client.com.atproto.repo.delete_record({"repo": did, "collection": POST, "rkey": request.params["rkey"]})
             return SocialResult("ok")

@@ -2,7 +2,7 @@
 
 Every channel module (smtp.py, outbox.py, telegram.py, telegram_outbox.py, mastodon.py,
 bluesky.py, social_outbox.py) imports these values from here and imports no other
-channel module, so the kinds never depend on one another and `distributor.channels` has
+channel module (Mastodon and Bluesky also share rate_headers.py, which imports none), so the kinds never depend on one another and `distributor.channels` has
 no import circle. The one module that picks a kind (mail.py, for email) imports the
 kinds; nothing imports it back.
 
@@ -163,6 +163,10 @@ class SocialResult:
     retry_after: float = 0.0
     description: str = ""  # the service's or transport's words, credentials removed
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the instance's limits
+    # What the answer's rate-limit headers said: requests left in the service's current
+    # window (None: no header) and seconds until that window resets.
+    remaining: int | None = None
+    reset_in: float = 0.0
 
     @property
     def ok(self) -> bool:

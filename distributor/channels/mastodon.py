@@ -6,9 +6,11 @@ did. Everything around it (retries, threads, edits) lives in `distributor.delive
 on the channel ledger (`distributor.delivery.ledger`), and is tested against a fake
 instance on localhost.
 
-Rate limits: the client runs with `ratelimit_method="throw"`, so a 429 (or a budget the
-headers say is spent) comes back at once as "retry_after" with the wait the
-X-RateLimit-Reset header gave; the ledger defers the post rather than a worker sleeping.
+Rate limits: the client runs with `ratelimit_method="throw"`, so a 429 comes back at
+once as "retry_after" with the wait the X-RateLimit-Reset header gave; the ledger defers
+the post rather than a worker sleeping. Every result also carries what the answer's
+X-RateLimit-Remaining and X-RateLimit-Reset said (`remaining`, `reset_in`), so a budget
+spent by this very request holds the channel before the instance has to answer 429.
 
 The access token travels in the Authorization header only; descriptions are scrubbed of
 it all the same.
@@ -19,7 +21,9 @@ from __future__ import annotations
 import io
 import threading
 import time
+from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from mastodon import Mastodon
@@ -34,6 +38,7 @@ from mastodon.errors import (
 )
 
 from distributor.channels.contracts import SocialRequest, SocialResult
+from distributor.channels.rate_headers import rate_headers
 
 # Transport failures that happen before the request left: safe to resend.
 _NOT_SENT = (requests.exceptions.ConnectionError,)
@@ -86,6 +91,11 @@ class MastodonChannel:
             raise ValueError("a Mastodon access token is required (else use the outbox)")
         self.instance_url = instance_url.rstrip("/")
         self._token = token
+        # The rate-limit headers of the last answer in this thread (Mastodon.py keeps only
+        # its own reading of them, which outlives the answer that carried them).
+        self._answers = threading.local()
+        session = requests.Session()
+        session.hooks["response"].append(self._keep_rate_headers)
         self._api = Mastodon(
             access_token=token,
             api_base_url=self.instance_url,
@@ -93,7 +103,11 @@ class MastodonChannel:
             request_timeout=timeout,
             mastodon_version=API_VERSION,
             version_check_mode="created",  # parse API_VERSION: no request, today's endpoints
+            session=session,
         )
+
+    def _keep_rate_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._answers.rate = rate_headers(response.headers, "X-RateLimit-")
 
     def __repr__(self) -> str:
         return f"MastodonChannel(instance_url={self.instance_url!r})"
@@ -113,13 +127,15 @@ class MastodonChannel:
 
     def call(self, request: SocialRequest) -> SocialResult:
         """Make one API call and classify the answer. The only network I/O to Mastodon."""
+        self._answers.rate = (None, 0.0)
         try:
             result = self._send(request)
         except MastodonError as exc:
             result = classify(exc, getattr(self._api, "ratelimit_reset", None))
+        remaining, reset_in = self._answers.rate
+        result = replace(result, remaining=remaining, reset_in=reset_in)
         if self._token in result.description:
-            result = SocialResult(result.outcome, result.remote_ids, result.retry_after,
-                                  result.description.replace(self._token, "***"), result.extra)
+            result = replace(result, description=result.description.replace(self._token, "***"))
         return result
 
     def _send(self, request: SocialRequest) -> SocialResult:
@@ -129,6 +145,12 @@ class MastodonChannel:
             statuses = (answer.get("configuration") or {}).get("statuses") or {}
             limit = statuses.get("max_characters") or answer.get("max_toot_chars") or 500
             return SocialResult("ok", extra={"max_characters": int(limit)})
+        if request.action == "account":  # `channels test`: the token's account; posts nothing
+            answer = self._api.account_verify_credentials()
+            acct = str(answer.get("acct") or answer.get("username") or "")
+            if acct and "@" not in acct:  # a local account: name its instance
+                acct = f"{acct}@{urlsplit(self.instance_url).netloc}"
+            return SocialResult("ok", remote_ids=(str(answer["id"]),), extra={"account": f"@{acct}"})
         if request.action == "media":
             answer = self._api.media_post(
                 io.BytesIO(request.data),

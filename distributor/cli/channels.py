@@ -45,15 +45,21 @@ def _known(name: str) -> None:
 
 @channels_app.command("list")
 def channels_list(as_json: bool = typer.Option(False, "--json")) -> None:
-    """The configured channels: chat, sections, modes, quiet and silent hours."""
+    """The configured channels: destination, sections, modes, quiet and silent hours, and
+    how posts leave (the service's API or the outbox)."""
+    from distributor.channels.destinations import destination
+
     s = settings()
     rows = []
     for name, config in s.channels.items():
+        where = destination(s, name)
         rows.append(
             {
                 "channel": name,
                 "kind": config.kind,
                 "chat_id": config.destination,
+                "account": where.account,
+                "via": where.via,
                 "sections": list(config.sections) or ["(all)"],
                 "instant": config.instant,
                 "digests": list(config.digests),
@@ -74,9 +80,10 @@ def channels_list(as_json: bool = typer.Option(False, "--json")) -> None:
                 " no-preview" if row["disable_link_preview"] else "",
             ]
         )
+        account = f" as {row['account']}" if row["account"] else ""
         typer.echo(
             f"{row['channel']:<12} {row['chat_id']:<24} sections {','.join(row['sections'])}; "
-            f"{', '.join(modes) or 'no automatic posts'}{extra}"
+            f"{', '.join(modes) or 'no automatic posts'}{extra}; {row['kind']}{account} via {row['via']}"
         )
     if not rows:
         typer.echo("no channels configured")
@@ -124,25 +131,20 @@ def channels_status(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @channels_app.command("test")
 def channels_test(channel: str = typer.Argument(..., help="Channel name from the config.")) -> None:
-    """Send a short test message to a channel (through the rate limit; outbox without a token)."""
+    """Telegram: a short silent test message (through the rate limit; outbox without a
+    token). Mastodon, Bluesky: a check of the credentials that posts nothing."""
     from distributor.delivery.telegram import send_test_message
 
     s = settings()
     _known(channel)
     if s.channels[channel].kind != "telegram":
-        from distributor.delivery.social import send_test_status
+        from distributor.delivery.social import check_channel
 
-        result = send_test_status(s, channel)
-        if result.ok and s.channels[channel].kind == "bluesky":
-            typer.echo(f"{channel}: logged in to {s.channels[channel].destination} "
-                       f"(nothing posted: Bluesky posts are public; {','.join(result.remote_ids)})")
-            return
-        if result.ok:
-            typer.echo(f"{channel}: test status posted to {s.channels[channel].destination} "
-                       f"(visible to the account only; id {','.join(result.remote_ids)})")
-            return
-        typer.echo(f"{channel}: test status failed ({result.outcome}): {result.description}", err=True)
-        raise typer.Exit(1)
+        ok, text = check_channel(s, channel)
+        typer.echo(f"{channel}: {text}", err=not ok)
+        if not ok:
+            raise typer.Exit(1)
+        return
     result, chat_id = send_test_message(s, open_store(), channel)
     if result.ok:
         typer.echo(f"{channel}: test message sent to {chat_id} (message {','.join(map(str, result.message_ids))})")

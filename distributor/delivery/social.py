@@ -18,7 +18,9 @@ What differs from Telegram is the sending loop, here:
 - a digest (or a quiet-hours roundup) is a thread: each status replies to the previous
   one; an interrupted thread resumes at its first missing part, replying to the last;
 - a 429 defers the post by the wait the instance's X-RateLimit-Reset gave, and holds
-  the channel's other posts in this process until then;
+  the channel for every worker until then (as does an answer saying no budget is left);
+  each create first takes a slot of the account's declared budget, and a budget spent
+  for longer than a worker waits defers the post (`delivery.social_limits`);
 - a correction edits the status in place (PUT /api/v1/statuses/:id) within
   `telegram.edit_window_hours` of posting;
 - silent hours post "unlisted" (followers see it; public timelines do not), since
@@ -50,6 +52,7 @@ from distributor.channels.contracts import SocialRequest, SocialResult
 from distributor.channels.social_outbox import SocialOutbox
 from distributor.delivery import leases, ledger
 from distributor.delivery.ledger import PostReport, SendOutcome
+from distributor.delivery.social_limits import LimitedTransport, SocialLimits
 from distributor.render import bluesky as bluesky_render
 from distributor.render import mastodon as render
 from distributor.render.script import languages_in
@@ -94,18 +97,28 @@ def transport_for(settings: Settings, channel: str) -> Transport:
 
 
 class Transports:
-    """One transport per channel, made on first use (tests pass their own)."""
+    """One transport per channel, made on first use (tests pass their own), each behind
+    the channel's shared rate limits (holds and budgets); outboxes are not limited."""
 
-    def __init__(self, settings: Settings, given: dict[str, Transport] | None = None) -> None:
+    def __init__(self, settings: Settings, given: dict[str, Transport] | None = None, *,
+                 limits: SocialLimits | None = None) -> None:
         self.settings = settings
-        self._made: dict[str, Transport] = dict(given or {})
-        # Channel -> the time before which it is rate limited (a 429's reset): in this
-        # pass its other posts are deferred without a request.
-        self.held: dict[str, datetime] = {}
+        self._given: dict[str, Transport] = dict(given or {})
+        self._made: dict[str, Transport] = {}
+        self._limits = limits
+
+    @property
+    def limits(self) -> SocialLimits:
+        if self._limits is None:
+            self._limits = SocialLimits.from_settings(self.settings)
+        return self._limits
 
     def __getitem__(self, channel: str) -> Transport:
         if channel not in self._made:
-            self._made[channel] = transport_for(self.settings, channel)
+            transport = self._given.get(channel) or transport_for(self.settings, channel)
+            if not isinstance(transport, SocialOutbox):
+                transport = LimitedTransport(transport, self.limits, self.settings.channels[channel].kind, channel)
+            self._made[channel] = transport
         return self._made[channel]
 
 
@@ -255,10 +268,6 @@ def _send_held(settings: Settings, store: Store, transports: Transports, channel
     config = settings.channels[channel]
     transport = transports[channel]
     done = SendOutcome("sent", [str(i) for i in start_ids], ledger.channel_state(settings, store, channel).chat_id)
-    held = transports.held.get(channel)
-    if held is not None and now < held:
-        wait = (held - now).total_seconds()
-        return replace(done, status="pending", note=f"deferred: rate limited for {wait:.0f} s", retry_in=wait)
     first_row = min(row_ids)
     row_key = (ledger.post_row(store, first_row).created_at, first_row)
     for part, content in enumerate(statuses, 1):
@@ -289,7 +298,8 @@ def _failure(store: Store, transports: Transports, channel: str, result: SocialR
     where = f" (part {part}/{parts}, earlier parts posted)" if parts > 1 and done.ids else ""
     reason = result.description or result.outcome
     if result.outcome == "retry_after":
-        transports.held[channel] = now + timedelta(seconds=result.retry_after)
+        # The channel is held for every worker already (social_limits), if the service
+        # said so; a spent budget holds nothing: its own window defers the others.
         log.warning("social channel rate limited: post deferred", extra={"channel": channel, "retry_in": result.retry_after})
         return replace(done, status="pending", note=f"deferred: rate limited{where}", retry_in=result.retry_after)
     if result.outcome in ("ambiguous", "temporary"):
@@ -576,19 +586,35 @@ def _repost(settings: Settings, store: Store, transports: Transports, row: Teleg
     return replace(report, status="reposted") if report.status == "sent" else report
 
 
-# --- test ----------------------------------------------------------------------------
+# --- channel test ---------------------------------------------------------------------
 
 
-def send_test_status(settings: Settings, channel: str, *, now: datetime | None = None) -> SocialResult:
-    """Mastodon: a short test status, "direct" with no one mentioned: only the account
-    sees it. Bluesky (where every post is public): a login only, answering the account's
-    DID. Nothing is written to the ledger (outbox file without credentials)."""
-    if settings.channels[channel].kind == "bluesky":
-        return transport_for(settings, channel).call(SocialRequest("session", {"handle_from": "environment"}))
-    moment = (now or utcnow()).astimezone(settings.tz)
-    text = f"{settings.site.name}: test status from distributor ({moment:%Y-%m-%d %H:%M %Z})"
-    return transport_for(settings, channel).call(
-        SocialRequest("status", {"status": text, "visibility": "direct", "language": settings.site.language}))
+def check_credentials(settings: Settings, channel: str) -> SocialResult | None:
+    """The channel's credentials tried against its service, posting nothing: Mastodon's
+    verify_credentials, Bluesky's login and getSession. "ok" names the account in
+    `extra["account"]`. None when the channel has no credentials (its posts go to the
+    outbox: there is nothing to check, and no file is written)."""
+    transport = transport_for(settings, channel)
+    if isinstance(transport, SocialOutbox):
+        return None
+    action = "session" if settings.channels[channel].kind == "bluesky" else "account"
+    return transport.call(SocialRequest(action))
+
+
+def check_channel(settings: Settings, channel: str) -> tuple[bool, str]:
+    """`channels test` for a Mastodon or Bluesky channel (CLI and console): whether it
+    passed, and one line saying what was checked. Secrets are never in it."""
+    from distributor.channels.destinations import credential_names, destination
+
+    where = destination(settings, channel)
+    result = check_credentials(settings, channel)
+    if result is None:
+        names = " and ".join(credential_names(settings, channel))
+        return True, (f"no credentials ({names} not set): posts are written to "
+                      f"{settings.outbox_dir / where.kind}/; nothing to check")
+    if result.ok:
+        return True, f"credentials accepted by {where.address} for {result.extra.get('account', '?')} (nothing posted)"
+    return False, f"credentials check at {where.address} failed ({result.outcome}): {result.description}"
 
 
 # --- retries --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from distributor.articles import Article
+from distributor.ratelimit import Rate
 from distributor.render.script import article_language, languages_in
 from distributor.settings import Settings
 from distributor.text import graphemes, shorten, utf8_bytes
@@ -21,7 +22,7 @@ from distributor.text import graphemes, shorten, utf8_bytes
 
 @dataclass(frozen=True)
 class BlueskyLimits:
-    """What Bluesky allows in one post (the app.bsky lexicons)."""
+    """What Bluesky allows in one post (the app.bsky lexicons), and one account in a while."""
 
     max_graphemes: int = 300
     max_bytes: int = 3000
@@ -31,6 +32,19 @@ class BlueskyLimits:
     link_display_graphemes: int = 32
     # Languages one post may declare (app.bsky.feed.post#langs maxLength).
     max_langs: int = 3
+    # Record writes one account (DID) may make on a Bluesky PDS, counted in points:
+    # 5,000 in any hour and 35,000 in any day; creating a record costs 3 points (an
+    # update 2, a delete 1). Uploading a blob is not a record write.
+    points_per_hour: int = 5000
+    points_per_day: int = 35000
+    create_points: int = 3
+
+    @property
+    def creates_per_account(self) -> tuple[Rate, Rate]:
+        """The creates those points allow: 1,666 in any hour and 11,666 in any day. Every
+        worker takes a slot in both before it creates a post."""
+        return (Rate(self.points_per_hour // self.create_points, 3600.0),
+                Rate(self.points_per_day // self.create_points, 86_400.0))
 
 
 LIMITS = BlueskyLimits()

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import regex
 
 from distributor.articles import Article
+from distributor.ratelimit import Rate
 from distributor.settings import Settings
 from distributor.text import graphemes, shorten
 
 
 @dataclass(frozen=True)
 class MastodonLimits:
-    """What a Mastodon instance allows in one status."""
+    """What a Mastodon instance allows in one status, and one account in a while."""
 
     # Characters per status unless the instance says otherwise (/api/v1/instance).
     max_characters: int = 500
@@ -33,6 +34,11 @@ class MastodonLimits:
     max_alt_text: int = 1500
     # Largest image we upload (bytes); instances accept 16 MB, articles' images are smaller.
     max_image_bytes: int = 8 * 1024 * 1024
+    # Statuses one account may post: 300 in any 3 hours (Mastodon's per-account
+    # "statuses" limit, whatever app posts them). Every worker takes a slot before a status.
+    statuses_per_account: Rate = Rate(300, 3 * 3600.0)
+    # Media uploads one account may make: 30 in any 30 minutes (the "media" limit).
+    media_per_account: Rate = Rate(30, 30 * 60.0)
 
 
 LIMITS = MastodonLimits()

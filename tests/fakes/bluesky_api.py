@@ -13,11 +13,16 @@ check:
   text (start < end <= length, on character boundaries), reply refs naming existing
   posts with their cid, an embed thumbnail naming an uploaded blob, `langs` given, a
   record key not used before ("already exists" otherwise);
-- com.atproto.repo.getRecord and deleteRecord.
+- com.atproto.repo.getRecord and deleteRecord;
+- com.atproto.server.getSession: the session's handle and DID.
 
 Failures on demand: `fail_next(kind, count=, path=)` with kind "429" (ratelimit-reset
 `reset_in` seconds ahead), "401", "500", or "timeout" (the request is carried out, the
 answer held back past the client's timeout).
+
+A budget on demand: `limit(remaining, path=)` makes answers to that method carry
+ratelimit-limit, -remaining (counting down) and -reset (a Unix time `reset_in` seconds
+ahead), as a PDS's do; once nothing is left, calls to it are answered 429 until `reset()`.
 
 Use the `fake_bluesky` fixture (registered in tests/conftest.py).
 """
@@ -94,6 +99,7 @@ class FakeBluesky:
             self._access: set[str] = set()
             self._refresh: set[str] = set()
             self._failures: list[dict[str, Any]] = []
+            self._budget: dict[str, Any] | None = None
 
     @property
     def base_url(self) -> str:
@@ -102,6 +108,23 @@ class FakeBluesky:
     def fail_next(self, kind: str, *, count: int = 1, path: str = "") -> None:
         with self._lock:
             self._failures.append({"kind": kind, "count": count, "path": path})
+
+    def limit(self, remaining: int, *, path: str = "") -> None:
+        """Answers to methods starting with `path` say how many calls are left (from
+        `remaining`, this one counted); past the last, 429. Reset `reset_in` s from now."""
+        with self._lock:
+            self._budget = {"path": path, "left": remaining, "limit": remaining,
+                            "reset": int(time.time() + self.reset_in)}
+
+    def _spend(self, method: str) -> dict[str, str] | None:
+        with self._lock:
+            budget = self._budget
+            if budget is None or not method.startswith(budget["path"]):
+                return None
+            budget["left"] -= 1
+            return {"ratelimit-limit": str(budget["limit"]), "ratelimit-remaining": str(max(budget["left"], 0)),
+                    "ratelimit-reset": str(budget["reset"]), "ratelimit-policy": f"{budget['limit']};w=3600",
+                    "spent": "yes" if budget["left"] < 0 else ""}
 
     def thread(self) -> list[Post]:
         with self._lock:
@@ -127,6 +150,9 @@ class FakeBluesky:
     async def _handle(self, request: Request) -> JSONResponse:
         method = request.path_params["method"]
         failure = self._failure(method)
+        budget = self._spend(method)
+        if budget is not None and budget.pop("spent"):
+            return self._answer(method, _error(429, "RateLimitExceeded", "Rate Limit Exceeded"), headers=budget)
         if failure == "429":
             reset = int(time.time() + self.reset_in)
             return self._answer(method, _error(429, "RateLimitExceeded", "Rate Limit Exceeded"),
@@ -137,7 +163,7 @@ class FakeBluesky:
         if failure == "500":
             return self._answer(method, _error(500, "InternalServerError", "Internal Server Error"))
         response = await self._route(request, method)
-        self._answer(method, response)
+        self._answer(method, response, headers=budget)
         if failure == "timeout":
             await asyncio.sleep(self.hang_seconds)
         return response
@@ -173,6 +199,8 @@ class FakeBluesky:
                 return _error(401, "AuthenticationRequired", "Authentication Required")
             if _exp(token) < time.time():
                 return _error(400, "ExpiredToken", "Token has expired")
+        if method == "com.atproto.server.getSession":
+            return JSONResponse({"handle": HANDLE, "did": DID, "active": True})
         if method == "com.atproto.repo.uploadBlob":
             data = await request.body()
             if len(data) > self.max_blob_bytes:

@@ -12,11 +12,16 @@ It implements what our channel uses and checks what Mastodon checks:
   `visibility` one of four, and an `Idempotency-Key` seen before answers the status it
   made then instead of posting again;
 - PUT /api/v1/statuses/:id: the edit, with the same checks;
+- GET /api/v1/accounts/verify_credentials: the token's account (`news`);
 - auth: `Authorization: Bearer <TOKEN>`, anything else 401.
 
 Failures on demand: `fail_next(kind, count=, path=)` with kind "429" (X-RateLimit-Reset
 `reset_in` seconds ahead), "401", "500", or "timeout" (the request is carried out, then
 the answer is held back longer than the client waits: the ambiguous case).
+
+A budget on demand: `limit(remaining, path=)` makes answers on that path carry
+X-RateLimit-Limit, -Remaining (counting down) and -Reset (`reset_in` seconds ahead), as
+Mastodon's do; once nothing is left, requests there are answered 429 until `reset()`.
 
 Use the `fake_mastodon` fixture (registered in tests/conftest.py); one server per test
 session, reset before each test.
@@ -42,6 +47,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 TOKEN = "fake-mastodon-token-0123456789"
+ACCOUNT = {"id": "1", "acct": "news", "username": "news"}
 URL_LENGTH = 23
 _URL = re.compile(r"https?://\S+")
 
@@ -97,6 +103,7 @@ class FakeMastodon:
             self.calls: list[Call] = []
             self._keys: dict[str, str] = {}
             self._failures: list[dict[str, Any]] = []
+            self._budget: dict[str, Any] | None = None
             self._next_id = 110_000_000_000_000_000
             self.max_characters = 500
             self.max_media_bytes = 1024 * 1024
@@ -110,6 +117,24 @@ class FakeMastodon:
         """The next `count` requests (whose path starts with `path`) fail as `kind`."""
         with self._lock:
             self._failures.append({"kind": kind, "count": count, "path": path})
+
+    def limit(self, remaining: int, *, path: str = "") -> None:
+        """Answers on `path` say how many requests are left (from `remaining`, this one
+        counted); past the last, 429. The reset is `reset_in` seconds from now."""
+        with self._lock:
+            reset = datetime.now(timezone.utc) + timedelta(seconds=self.reset_in)
+            self._budget = {"path": path, "left": remaining, "limit": remaining, "reset": reset}
+
+    def _spend(self, path: str) -> dict[str, str] | None:
+        """The rate-limit headers of an answer on `path` (None: not limited); spends one."""
+        with self._lock:
+            budget = self._budget
+            if budget is None or not path.startswith(budget["path"]):
+                return None
+            budget["left"] -= 1
+            return {"X-RateLimit-Limit": str(budget["limit"]), "X-RateLimit-Remaining": str(max(budget["left"], 0)),
+                    "X-RateLimit-Reset": budget["reset"].isoformat().replace("+00:00", "Z"),
+                    "spent": "yes" if budget["left"] < 0 else ""}
 
     def posted(self) -> list[Status]:
         """Statuses in the order they were made."""
@@ -140,6 +165,10 @@ class FakeMastodon:
             self._record(request, 401)
             return JSONResponse({"error": "The access token is invalid"}, status_code=401)
         failure = self._failure(path)
+        budget = self._spend(path)
+        if budget is not None and budget.pop("spent"):
+            self._record(request, 429)
+            return JSONResponse({"error": "Too many requests"}, status_code=429, headers=budget)
         if failure == "429":
             self._record(request, 429)
             reset = datetime.now(timezone.utc) + timedelta(seconds=self.reset_in)
@@ -153,6 +182,8 @@ class FakeMastodon:
             self._record(request, 500)
             return JSONResponse({"error": "Internal server error"}, status_code=500)
         response = await self._route(request, path)
+        if budget is not None:
+            response.headers.update(budget)
         self._record(request, response.status_code)
         if failure == "timeout":
             # Done, but the answer comes after the client has given up.
@@ -184,6 +215,10 @@ class FakeMastodon:
                 self.media[media.id] = media
             return JSONResponse({"id": media.id, "type": "image", "url": f"{self.base_url}/m/{media.id}",
                                  "description": description})
+        if request.method == "GET" and path == "/api/v1/accounts/verify_credentials":
+            return JSONResponse({**ACCOUNT, "url": f"{self.base_url}/@news", "note": "", "display_name": "News Arena",
+                                 "locked": False, "bot": True, "created_at": "2026-01-01T00:00:00.000Z",
+                                 "followers_count": 0, "following_count": 0, "statuses_count": len(self.statuses)})
         if request.method == "POST" and path == "/api/v1/statuses":
             return await self._post_status(request)
         match = re.fullmatch(r"/api/v1/statuses/(\d+)", path)
@@ -255,7 +290,7 @@ class FakeMastodon:
             "id": status.id, "uri": f"{self.base_url}/statuses/{status.id}", "content": status.text,
             "visibility": status.visibility, "language": status.language, "in_reply_to_id": status.in_reply_to_id,
             "created_at": "2026-11-27T06:30:00.000Z", "edited_at": None, "sensitive": False, "spoiler_text": "",
-            "account": {"id": "1", "acct": "news", "username": "news"},
+            "account": ACCOUNT,
             "media_attachments": [{"id": m, "type": "image"} for m in status.media_ids],
             "mentions": [], "tags": [], "emojis": [],
         }

@@ -4,8 +4,13 @@ localhost (tests/fakes/bluesky_api.py), the shared ledger on SQLite and PostgreS
 Covers posts routed by section with the link as a facet and a link card whose thumbnail
 is the article image's blob, Devanagari and emoji at 300 graphemes / 3,000 bytes, a digest
 thread (reply root and parent), a retry after a timeout-after-accept posting once (the
-record key), 429 deferral, one login for many posts with the session refreshed,
+record key), 429 deferral with the channel held for every worker (in Redis), a spent
+budget (RateLimit-Remaining 0) holding the channel before any 429, the account's declared
+budget of creates (hour and day), one login for many posts with the session refreshed,
 corrections left or reposted, and the outbox without credentials.
+
+The shared limits run on a fake clock (`tests/fakes/limits.py`): in process by default,
+in the test Redis where a test says "worker".
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from distributor.store.articles import save_articles
 from distributor.text import graphemes, utf8_bytes
 from tests.conftest import settings_for
 from tests.fakes.bluesky_api import APP_PASSWORD, HANDLE
+from tests.fakes.limits import Clock, memory_limits, redis_limits  # noqa: F401 - redis_limits is a fixture
 
 NOW = datetime(2026, 11, 27, 6, 30, tzinfo=timezone.utc)
 PNG = bytes.fromhex(
@@ -50,9 +56,23 @@ def make(tmp_path, fake_bluesky):
     return build
 
 
-def transports(settings, fake, timeout: float = 0.5) -> social.Transports:
+LIMITS = memory_limits(Clock())
+
+
+@pytest.fixture(autouse=True)
+def clock() -> Clock:
+    """Each test its own shared limits, in process, on a fake clock: no hold outlives its test."""
+    global LIMITS
+    clock = Clock()
+    LIMITS = memory_limits(clock)
+    return clock
+
+
+def transports(settings, fake, timeout: float = 0.5, limits=None) -> social.Transports:
+    """Real atproto clients pointed at the fake; the test's shared limits unless `limits`
+    (a worker's) are given."""
     return social.Transports(settings, {name: BlueskyChannel(fake.base_url, HANDLE, APP_PASSWORD, timeout=timeout)
-                                        for name in settings.channels})
+                                        for name in settings.channels}, limits=limits or LIMITS)
 
 
 def article(key: str, *, section: str = "sports", minutes_ago: int = 5, **fields) -> Article:
@@ -164,7 +184,7 @@ def test_timeout_after_accept_then_retry_posts_once(store, make, fake_bluesky):
     assert ("com.atproto.repo.getRecord", 200) in fake_bluesky.calls
 
 
-def test_429_defers_until_the_reset(store, make, fake_bluesky):
+def test_429_defers_until_the_reset(store, make, fake_bluesky, clock):
     settings = make()
     fake_bluesky.reset_in = 600
     keys = save(store, article("r1", section="politics"))
@@ -173,6 +193,7 @@ def test_429_defers_until_the_reset(store, make, fake_bluesky):
     assert [r.status for r in reports] == ["deferred"]
     assert social.retry_deferred(settings, store, now=NOW + timedelta(seconds=300),
                                  transports=transports(settings, fake_bluesky)) == []
+    clock.now += 620
     done = social.retry_deferred(settings, store, now=NOW + timedelta(seconds=620),
                                  transports=transports(settings, fake_bluesky))
     assert [r.status for r in done] == ["sent"] and len(fake_bluesky.posts) == 1
@@ -241,3 +262,113 @@ def test_a_refused_session_is_dropped_and_the_next_attempt_logs_in_again(store, 
                                     transports=transports(settings, fake_bluesky))
     assert [r.status for r in retried] == ["sent"]
     assert fake_bluesky.logins == 2 and len(fake_bluesky.posts) == 2
+
+
+# --- holds and budgets shared by every worker ---------------------------------------------
+
+
+def _rows(store):
+    from sqlalchemy import select
+
+    from distributor.store.models import TelegramPostRow
+
+    with store.session() as session:
+        return session.scalars(select(TelegramPostRow).order_by(TelegramPostRow.id)).all()
+
+
+def _creates(fake) -> int:
+    return len([c for c in fake.calls if c[0] == "com.atproto.repo.createRecord"])
+
+
+def test_a_429_holds_the_channel_for_every_worker_until_the_reset(store, make, fake_bluesky, redis_limits):
+    """Two workers (their own clients, transports and limiter objects; one Redis): the
+    429 one of them met holds the other's posts to that channel, without a request, until
+    the reset; then each post goes out once."""
+    settings = make()
+    fake_bluesky.reset_in = 600
+    save(store, article("w1", section="politics"), article("w2", section="politics"))
+    fake_bluesky.fail_next("429", path="com.atproto.repo.createRecord")
+    first = social.post_article(settings, store, "w1", "sky", now=NOW,
+                                transports=transports(settings, fake_bluesky, limits=redis_limits.worker()))
+    assert first.status == "deferred"
+    seen = len(fake_bluesky.calls)
+    other = social.post_article(settings, store, "w2", "sky", now=NOW,
+                                transports=transports(settings, fake_bluesky, limits=redis_limits.worker()))
+    assert (other.status, other.note) == ("deferred", "deferred: rate limited")
+    assert len(fake_bluesky.calls) == seen  # not even a login
+    waits = [(r.next_attempt_at - NOW).total_seconds() for r in _rows(store)]
+    assert len(waits) == 2 and all(590 < w < 610 for w in waits), waits
+    redis_limits.clock.now += 610
+    done = social.retry_deferred(settings, store, now=NOW + timedelta(seconds=610),
+                                 transports=transports(settings, fake_bluesky, limits=redis_limits.worker()))
+    assert sorted((r.target, r.status) for r in done) == [("w1", "sent"), ("w2", "sent")]
+    assert len(fake_bluesky.posts) == 2 and _creates(fake_bluesky) == 3  # the 429 and two posts
+
+
+def test_a_spent_budget_holds_the_channel_before_any_429(store, make, fake_bluesky, redis_limits):
+    """RateLimit-Remaining 0 on a post's answer: the next post, from another worker, waits
+    for RateLimit-Reset without asking (and so without meeting a 429)."""
+    settings = make()
+    fake_bluesky.reset_in = 900
+    fake_bluesky.limit(1, path="com.atproto.repo.createRecord")
+    save(store, article("b1", section="politics"), article("b2", section="politics"))
+    sent = social.post_article(settings, store, "b1", "sky", now=NOW,
+                               transports=transports(settings, fake_bluesky, limits=redis_limits.worker()))
+    assert sent.status == "sent"
+    held = social.post_article(settings, store, "b2", "sky", now=NOW,
+                               transports=transports(settings, fake_bluesky, limits=redis_limits.worker()))
+    assert held.status == "deferred" and _creates(fake_bluesky) == 1
+    assert 890 < (_rows(store)[1].next_attempt_at - NOW).total_seconds() < 910
+    assert {status for _, status in fake_bluesky.calls} == {200}  # never a 429
+    fake_bluesky.limit(1666, path="com.atproto.repo.createRecord")  # the PDS's next window
+    redis_limits.clock.now += 910
+    done = social.retry_deferred(settings, store, now=NOW + timedelta(seconds=910),
+                                 transports=transports(settings, fake_bluesky, limits=redis_limits.worker()))
+    assert [(r.target, r.status) for r in done] == [("b2", "sent")] and len(fake_bluesky.posts) == 2
+
+
+def test_the_accounts_hourly_budget_of_creates_defers_the_next_post(store, make, fake_bluesky, redis_limits):
+    """BlueskyLimits: 5,000 points an hour, 3 a create, so 1,666 creates in any hour,
+    counted by every worker; the next post waits for the oldest to leave the hour."""
+    from distributor.delivery.social_limits import ACCOUNT, budgets
+    from distributor.ratelimit import Rate, acquire
+
+    assert budgets("bluesky") == {"post": (Rate(1666, 3600.0), Rate(11666, 86400.0))}
+    settings = make()
+    clock = redis_limits.clock
+    start = clock.now
+    budget = redis_limits.worker().budget("bluesky", "sky", "post")
+    for n in range(1666):  # other workers' posts over the last 1,666 seconds
+        budget.complete(acquire(budget, ACCOUNT, max_wait=0))
+        clock.now += 1
+    save(store, article("n1", section="politics"))
+    report = social.post_article(settings, store, "n1", "sky", now=NOW,
+                                 transports=transports(settings, fake_bluesky, limits=redis_limits.worker()))
+    assert report.status == "deferred" and fake_bluesky.calls == []
+    [row] = _rows(store)
+    assert (row.next_attempt_at - NOW).total_seconds() == pytest.approx(3600 - 1666, abs=1)
+    clock.now = start + 3600
+    done = social.retry_deferred(settings, store, now=row.next_attempt_at,
+                                 transports=transports(settings, fake_bluesky, limits=redis_limits.worker()))
+    assert [r.status for r in done] == ["sent"] and len(fake_bluesky.posts) == 1
+
+
+def test_a_budget_counts_both_its_windows(store, make, fake_bluesky, clock):
+    """The hour and the day of one account both count (scaled down here: 2 an hour, 3 a
+    day): the third post waits for the hour, the fourth for the day."""
+    from distributor.ratelimit import Rate
+
+    settings = make()
+    limits = memory_limits(clock, budgets=lambda kind: {"post": (Rate(2, 3600.0), Rate(3, 86400.0))})
+    save(store, *[article(f"d{n}", section="politics", minutes_ago=10 - n) for n in range(4)])
+
+    def post(key: str, at: timedelta):
+        return social.post_article(settings, store, key, "sky", now=NOW + at,
+                                   transports=transports(settings, fake_bluesky, limits=limits))
+
+    assert [post(k, timedelta(0)).status for k in ("d0", "d1", "d2")] == ["sent", "sent", "deferred"]
+    assert (_rows(store)[2].next_attempt_at - NOW).total_seconds() == pytest.approx(3600)
+    clock.now += 3600
+    assert [post(k, timedelta(hours=1)).status for k in ("d2", "d3")] == ["sent", "deferred"]
+    assert (_rows(store)[3].next_attempt_at - NOW).total_seconds() == pytest.approx(86400)
+    assert len(fake_bluesky.posts) == 3

@@ -1,4 +1,5 @@
-"""`distributor channels ...` end to end: the shipped config, the sample feed, the fake Bot API."""
+"""`distributor channels ...` end to end: the shipped config, the sample feed, the fake Bot
+API, and the fake Mastodon instance and Bluesky PDS for `channels test`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typer.testing import CliRunner
 from distributor.cli import app
 from distributor.settings import PROJECT_ROOT
 from tests.conftest import CONFIG
+from tests.fakes.bluesky_api import APP_PASSWORD, HANDLE
+from tests.fakes.mastodon_api import TOKEN as MASTODON_TOKEN
 from tests.fakes.telegram_api import TOKEN
 
 SAMPLE = PROJECT_ROOT / "config" / "samples" / "newsarena.xml"
@@ -86,13 +89,60 @@ def test_unknown_channel_and_article(cli):
     assert "no stored article" in cli("channels", "post", "https://example.com/none", code=2).output
 
 
-def test_mastodon_test_status_without_a_token_goes_to_the_outbox(cli, tmp_path):
+def test_mastodon_and_bluesky_without_credentials_have_nothing_to_check(cli, tmp_path):
     out = cli("channels", "test", "fediverse").output
-    assert "test status posted to https://mastodon.social" in out
-    [written] = (tmp_path / "var" / "outbox" / "mastodon").glob("fediverse-status-*.json")
-    payload = json.loads(written.read_text(encoding="utf-8"))
-    assert payload["params"]["visibility"] == "direct" and "test status" in payload["params"]["status"]
-    assert "logged in to https://bsky.social (nothing posted" in cli("channels", "test", "bluesky").output
+    assert out == ("fediverse: no credentials (MASTODON_FEDIVERSE_TOKEN not set): "
+                   "posts are written to var/outbox/mastodon/; nothing to check\n")
+    out = cli("channels", "test", "bluesky").output
+    assert "no credentials (BLUESKY_BLUESKY_HANDLE and BLUESKY_BLUESKY_APP_PASSWORD not set)" in out
+    assert not (tmp_path / "var" / "outbox" / "mastodon").exists()  # a check writes nothing
+    listed = {c["channel"]: c for c in json.loads(cli("channels", "list", "--json").stdout)}
+    assert listed["fediverse"]["via"] == "outbox: var/outbox/mastodon/"
+    assert listed["main"]["via"] == "Bot API" and listed["main"]["kind"] == "telegram"
+
+
+@pytest.fixture
+def social_cli(tmp_path, monkeypatch, fake_mastodon, fake_bluesky):
+    """The CLI on the shipped config with its Mastodon and Bluesky channels pointed at
+    the fakes, their credentials in the environment."""
+    text = CONFIG.read_text(encoding="utf-8")
+    for old, new in (('instance_url = "https://mastodon.social"', f'instance_url = "{fake_mastodon.base_url}"'),
+                     ('service_url = "https://bsky.social"', f'service_url = "{fake_bluesky.base_url}"')):
+        assert old in text
+        text = text.replace(old, new)
+    config = tmp_path / "distributor.toml"
+    config.write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MASTODON_FEDIVERSE_TOKEN", MASTODON_TOKEN)
+    monkeypatch.setenv("BLUESKY_BLUESKY_HANDLE", HANDLE)
+    monkeypatch.setenv("BLUESKY_BLUESKY_APP_PASSWORD", APP_PASSWORD)
+    runner = CliRunner()
+
+    def invoke(*args: str, code: int = 0):
+        result = runner.invoke(app, ["--config", str(config), *args], catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        for secret in (MASTODON_TOKEN, APP_PASSWORD, "wrong-token-abcdef"):
+            assert secret not in result.output
+        return result
+
+    return invoke
+
+
+def test_mastodon_and_bluesky_test_checks_the_credentials_and_posts_nothing(social_cli, fake_mastodon, fake_bluesky,
+                                                                            monkeypatch):
+    host = fake_mastodon.base_url.removeprefix("http://")
+    assert social_cli("channels", "test", "fediverse").output == (
+        f"fediverse: credentials accepted by {fake_mastodon.base_url} for @news@{host} (nothing posted)\n")
+    assert social_cli("channels", "test", "bluesky").output == (
+        f"bluesky: credentials accepted by {fake_bluesky.base_url} for @{HANDLE} (nothing posted)\n")
+    assert fake_mastodon.statuses == {} and fake_mastodon.media == {} and fake_bluesky.posts == {}
+    listed = {c["channel"]: c for c in json.loads(social_cli("channels", "list", "--json").stdout)}
+    assert (listed["bluesky"]["account"], listed["bluesky"]["via"]) == (
+        f"@{HANDLE}", "Bluesky API (app password in BLUESKY_BLUESKY_APP_PASSWORD)")
+    assert f"bluesky as @{HANDLE} via Bluesky API" in social_cli("channels", "list").output
+    monkeypatch.setenv("MASTODON_FEDIVERSE_TOKEN", "wrong-token-abcdef")
+    refused = social_cli("channels", "test", "fediverse", code=1).output
+    assert f"fediverse: credentials check at {fake_mastodon.base_url} failed (unauthorized)" in refused
 
 
 def test_without_a_token_the_test_message_goes_to_the_outbox(cli, monkeypatch, tmp_path, fake_telegram):

@@ -4,8 +4,13 @@ localhost (tests/fakes/mastodon_api.py), the shared ledger on SQLite and Postgre
 Covers instant posts routed by section, the instance's own length limit with URLs as 23,
 Devanagari and emoji at the limit, the image uploaded with its alt text, the
 Idempotency-Key making a retry after a timeout-after-accept post once, 429 deferral with
-the channel held, a correction edited in place, a digest as a thread, and the outbox
-without a token.
+the channel held for every worker (in Redis, and across processes), a spent budget
+(X-RateLimit-Remaining 0) holding the channel before any 429, the account's declared
+budgets, a correction edited in place, a digest as a thread, and the outbox without a
+token.
+
+The shared limits run on a fake clock (`tests/fakes/limits.py`): in process by default,
+in the test Redis where a test says "worker".
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from distributor.settings import ChannelConfig, IngestConfig, TelegramConfig
 from distributor.store.articles import save_articles
 from distributor.trending import tracked_url
 from tests.conftest import settings_for
+from tests.fakes.limits import Clock, memory_limits, redis_limits  # noqa: F401 - redis_limits is a fixture
 from tests.fakes.mastodon_api import TOKEN, mastodon_length
 
 NOW = datetime(2026, 11, 27, 6, 30, tzinfo=timezone.utc)  # 12:00 in Kolkata
@@ -55,10 +61,23 @@ def make(tmp_path, fake_mastodon):
     return build
 
 
-def transports(settings, fake, timeout: float = 0.5) -> social.Transports:
-    """Real Mastodon.py clients pointed at the fake, a short read timeout."""
+LIMITS = memory_limits(Clock())
+
+
+@pytest.fixture(autouse=True)
+def clock() -> Clock:
+    """Each test its own shared limits, in process, on a fake clock: no hold outlives its test."""
+    global LIMITS
+    clock = Clock()
+    LIMITS = memory_limits(clock)
+    return clock
+
+
+def transports(settings, fake, timeout: float = 0.5, limits=None) -> social.Transports:
+    """Real Mastodon.py clients pointed at the fake, a short read timeout; the test's
+    shared limits unless `limits` (a worker's) are given."""
     given = {name: MastodonChannel(fake.base_url, TOKEN, timeout=timeout) for name in settings.channels}
-    return social.Transports(settings, given)
+    return social.Transports(settings, given, limits=limits or LIMITS)
 
 
 @pytest.fixture(autouse=True)
@@ -180,7 +199,7 @@ def test_timeout_after_accept_is_resent_with_the_same_key_and_posts_once(store, 
     assert len(keys_sent) == 2 and len(set(keys_sent)) == 1
 
 
-def test_429_defers_by_the_reset_and_holds_the_channel(store, make, fake_mastodon):
+def test_429_defers_by_the_reset_and_holds_the_channel(store, make, fake_mastodon, clock):
     settings = make()
     fake_mastodon.reset_in = 300
     keys = save(store, article("r1", section="politics", minutes_ago=6), article("r2", section="politics"))
@@ -195,6 +214,7 @@ def test_429_defers_by_the_reset_and_holds_the_channel(store, make, fake_mastodo
     # Not due before the reset; due after it.
     assert social.retry_deferred(settings, store, now=NOW + timedelta(seconds=60),
                                  transports=transports(settings, fake_mastodon)) == []
+    clock.now += 310
     done = social.retry_deferred(settings, store, now=NOW + timedelta(seconds=310),
                                  transports=transports(settings, fake_mastodon))
     assert [r.status for r in done] == ["sent", "sent"]
@@ -273,7 +293,8 @@ def test_token_from_the_environment_is_masked(tmp_path, monkeypatch, fake_mastod
 def test_refused_token_defers_and_says_so(store, make, fake_mastodon):
     settings = make()
     keys = save(store, article("u1", section="politics"))
-    bad = social.Transports(settings, {"fedi": MastodonChannel(fake_mastodon.base_url, "wrong-token", timeout=0.5)})
+    bad = social.Transports(settings, {"fedi": MastodonChannel(fake_mastodon.base_url, "wrong-token", timeout=0.5)},
+                            limits=LIMITS)
     reports = social.post_new_articles(settings, store, keys, now=NOW, transports=bad)
     assert [(r.status, r.note) for r in reports] == [("deferred", "the credentials were refused")]
     assert "wrong-token" not in reports[0].line()
@@ -338,3 +359,139 @@ def test_a_hindi_article_is_posted_in_hindi(store, make, fake_mastodon):
     social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
     assert {s.text.split("\n")[0]: s.language for s in fake_mastodon.posted()} == {
         "मानसून: मौसम विभाग ने 10 राज्यों में अलर्ट जारी किया": "hi", "Rail fares up": "en"}
+
+
+# --- holds and budgets shared by every worker ---------------------------------------------
+
+
+def test_a_429_holds_the_channel_for_every_worker_until_the_reset(store, make, fake_mastodon, redis_limits):
+    """Two workers (their own clients, transports and limiter objects; one Redis): the
+    429 one of them met holds the other's posts to that channel, without a request, until
+    the reset; then each post goes out once."""
+    settings = make()
+    clock = redis_limits.clock
+    fake_mastodon.reset_in = 300
+    save(store, article("w1", section="politics"), article("w2", section="politics"), article("w3"))
+    fake_mastodon.fail_next("429", path="/api/v1/statuses")
+    first = social.post_article(settings, store, "w1", "fedi", now=NOW,
+                                transports=transports(settings, fake_mastodon, limits=redis_limits.worker()))
+    assert first.status == "deferred"
+    seen = len(fake_mastodon.calls)
+    other = social.post_article(settings, store, "w2", "fedi", now=NOW + timedelta(seconds=5),
+                                transports=transports(settings, fake_mastodon, limits=redis_limits.worker()))
+    assert (other.status, other.note) == ("deferred", "deferred: rate limited")
+    assert len(fake_mastodon.calls) == seen  # no request at all during the hold
+    # The hold is the channel's: another channel posts meanwhile.
+    sports = social.post_article(settings, store, "w3", "fedi-sports", now=NOW + timedelta(seconds=5),
+                                 transports=transports(settings, fake_mastodon, limits=redis_limits.worker()))
+    assert sports.status == "sent"
+    waits = sorted((r.next_attempt_at - NOW).total_seconds() for r in _rows(store) if r.channel == "fedi")
+    assert len(waits) == 2 and all(295 < w < 310 for w in waits), waits
+    clock.now += 310
+    done = social.retry_deferred(settings, store, now=NOW + timedelta(seconds=310),
+                                 transports=transports(settings, fake_mastodon, limits=redis_limits.worker()))
+    assert sorted((r.target, r.status) for r in done) == [("w1", "sent"), ("w2", "sent")]
+    assert sorted(s.text.split(":")[0] for s in fake_mastodon.posted()) == ["Headline w1", "Headline w2", "Headline w3"]
+    assert len([c for c in fake_mastodon.calls if c.path == "/api/v1/statuses"]) == 4  # the 429 and three posts
+
+
+def test_a_spent_budget_holds_the_channel_before_any_429(store, make, fake_mastodon, redis_limits):
+    """X-RateLimit-Remaining 0 on a status's answer: the next post, from another worker,
+    waits for X-RateLimit-Reset without asking (and so without meeting a 429)."""
+    settings = make()
+    fake_mastodon.reset_in = 600
+    fake_mastodon.limit(1, path="/api/v1/statuses")
+    save(store, article("b1", section="politics"), article("b2", section="politics"))
+    sent = social.post_article(settings, store, "b1", "fedi", now=NOW,
+                               transports=transports(settings, fake_mastodon, limits=redis_limits.worker()))
+    assert sent.status == "sent"
+    seen = len(fake_mastodon.calls)
+    held = social.post_article(settings, store, "b2", "fedi", now=NOW,
+                               transports=transports(settings, fake_mastodon, limits=redis_limits.worker()))
+    assert held.status == "deferred" and len(fake_mastodon.calls) == seen
+    assert 590 < (max(r.next_attempt_at for r in _rows(store) if r.status == "pending") - NOW).total_seconds() < 610
+    assert {c.status for c in fake_mastodon.calls} == {200}  # never a 429
+    fake_mastodon.limit(300, path="/api/v1/statuses")  # the instance's new window
+    redis_limits.clock.now += 610
+    done = social.retry_deferred(settings, store, now=NOW + timedelta(seconds=610),
+                                 transports=transports(settings, fake_mastodon, limits=redis_limits.worker()))
+    assert [(r.target, r.status) for r in done] == [("b2", "sent")] and len(fake_mastodon.posted()) == 2
+
+
+def test_the_accounts_status_budget_defers_the_301st_status_in_3_hours(store, make, fake_mastodon, redis_limits):
+    """MastodonLimits.statuses_per_account, 300 in any 3 hours, counted by every worker:
+    with 300 taken, the next status waits for the oldest to leave the window: deferred
+    when that is far off, waited for in place when it is within max_retry_wait_seconds."""
+    from distributor.delivery.social_limits import ACCOUNT, budgets
+    from distributor.ratelimit import Rate, acquire
+
+    assert budgets("mastodon") == {"status": (Rate(300, 10800.0),), "media": (Rate(30, 1800.0),)}
+    settings = make()
+    clock = redis_limits.clock
+    start = clock.now
+    budget = redis_limits.worker().budget("mastodon", "fedi", "status")
+    for _ in range(300):  # other workers' statuses, one a second
+        budget.complete(acquire(budget, ACCOUNT, max_wait=0))
+        clock.now += 1
+    save(store, article("n1", section="politics"))
+    report = social.post_article(settings, store, "n1", "fedi", now=NOW,
+                                 transports=transports(settings, fake_mastodon, limits=redis_limits.worker()))
+    assert report.status == "deferred" and fake_mastodon.posted() == []
+    [row] = _rows(store)
+    assert (row.next_attempt_at - NOW).total_seconds() == pytest.approx(10800 - 300, abs=1)
+    assert clock.waits == []  # no worker slept for it
+    clock.now = start + 10800 - 30  # the oldest slot leaves the window in 30 s
+    done = social.retry_deferred(settings, store, now=row.next_attempt_at,
+                                 transports=transports(settings, fake_mastodon, limits=redis_limits.worker()))
+    assert [r.status for r in done] == ["sent"] and len(fake_mastodon.posted()) == 1
+    assert clock.waits == [pytest.approx(30.0)]
+
+
+def test_a_second_worker_process_defers_during_the_hold(sqlite_store, tmp_path, monkeypatch, fake_mastodon):
+    """The production path in two processes: this one meets the 429; `distributor
+    channels post` in a process of its own (REDIS_URL set, the Redis server's clock)
+    defers its post without a request to the instance."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from distributor.settings import PROJECT_ROOT, load_settings
+    from distributor.store.models import utcnow
+    from tests.conftest import CONFIG, REDIS_URL, redis_or_skip
+
+    client = redis_or_skip("the two-process hold test")
+    name = f"fedi-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "distributor.toml"
+    text = CONFIG.read_text(encoding="utf-8")
+    assert '[channels.fediverse]\nkind = "mastodon"\ninstance_url = "https://mastodon.social"' in text
+    config.write_text(text.replace('[channels.fediverse]\nkind = "mastodon"\ninstance_url = "https://mastodon.social"',
+                                   f'[channels.{name}]\nkind = "mastodon"\ninstance_url = "{fake_mastodon.base_url}"'),
+                      encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    for key, value in {"REDIS_URL": REDIS_URL, f"MASTODON_{name.upper().replace('-', '_')}_TOKEN": TOKEN,
+                       "DATABASE_URL": sqlite_store.url, "SECRET_KEY": "social-hold-tests-signing-key-0123456789abcdef",
+                       "PUBLIC_BASE_URL": "https://www.newsarenaindia.com", "DISTRIBUTOR_CONFIG": str(config)}.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(config)
+    assert settings.redis_url == REDIS_URL and settings.channel_credentials(name) == {"token": TOKEN}
+    now = utcnow()
+    save_articles(sqlite_store, [article("p1", section="politics", published_at=now),
+                                 article("p2", section="politics", published_at=now)], now=now)
+    fake_mastodon.reset_in = 300
+    fake_mastodon.fail_next("429", path="/api/v1/statuses")
+    try:
+        assert social.post_article(settings, sqlite_store, "p1", name).status == "deferred"
+        seen = len(fake_mastodon.calls)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+        worker = subprocess.run([sys.executable, "-m", "distributor", "channels", "post", "p2", "--channel", name],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert worker.returncode == 1, worker.stdout + worker.stderr
+        assert worker.stdout.split() == [name, "deferred", "p2:", "deferred:", "rate", "limited"], worker.stdout
+        assert len(fake_mastodon.calls) == seen  # the other process sent nothing
+        waits = [(r.next_attempt_at - now).total_seconds() for r in _rows(sqlite_store)]
+        assert len(waits) == 2 and all(250 < w < 320 for w in waits), waits
+    finally:
+        for key in client.scan_iter(f"distributor:social:*{name}*"):
+            client.delete(key)
+        client.close()

@@ -24,7 +24,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "distributor"
 ROOMS = ("distributor.channels", "distributor.delivery")
 # The modules of distributor.channels every channel kind may import.
-SHARED = {"distributor.channels.contracts"}
+# What every kind may import: the contracts (values), and the reading of the rate-limit
+# headers the social services share (a function; it imports no channel either).
+SHARED = {"distributor.channels.contracts", "distributor.channels.rate_headers"}
 # The factory: picks a kind, so it imports the kinds (and nothing imports it back).
 FACTORIES = {"distributor.channels.mail"}
 # Delivery modules, one per kind of channel: none imports another.

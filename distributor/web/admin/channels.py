@@ -1,6 +1,11 @@
-"""Channels: each configured Telegram channel with its routing, quiet hours, pause state
-and last post; admins resume a paused channel, editors send a test message (through the
-normal channel path: the shared rate limit, the fake or real Bot API, or outbox files)."""
+"""Channels: each configured channel (Telegram, Mastodon, Bluesky) with its destination,
+routing, quiet hours, pause state and last post; admins resume a paused channel, editors
+test one: a Telegram channel gets a test message (through the normal channel path: the
+shared rate limit, the fake or real Bot API, or outbox files), a Mastodon or Bluesky
+channel a check of its credentials that posts nothing.
+
+Credentials are never on the page: a channel names the variable holding them, and shows
+the Bluesky handle (public) but never a token or an app password."""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from fastapi.responses import RedirectResponse, Response
 from limits import RateLimitItemPerHour
 from starlette.concurrency import run_in_threadpool
 
-from distributor.delivery import ledger, telegram
+from distributor.channels.destinations import destination
+from distributor.delivery import ledger, social, telegram
 from distributor.operators import Session
 from distributor.web.admin.auth import form_of, limiter, need
 from distributor.web.admin.render import page, twin
@@ -26,9 +32,16 @@ def _listing(request: Request) -> dict:
     channels = []
     for name, config in settings.channels.items():
         state = ledger.channel_state(settings, store, name)
+        where = destination(settings, name, chat_id=state.chat_id)
         channels.append(
             {
                 "channel": name,
+                "kind": where.kind,
+                # The chat (Telegram), the instance (Mastodon) or the PDS (Bluesky).
+                "destination": where.address,
+                "account": where.account,  # the Bluesky handle; "" when not known
+                "via": where.via,  # the service's API, or "outbox: <dir>/" without credentials
+                "outbox": where.outbox,
                 "chat_id": state.chat_id,
                 "configured_chat_id": config.chat_id,
                 "migrated": state.migrated,
@@ -78,7 +91,8 @@ async def resume(channel: str, request: Request, session: Session = Depends(need
 
 @router.post("/channels/{channel}/test")
 async def test_message(channel: str, request: Request, session: Session = Depends(need("editor"))) -> Response:
-    """A short silent test message to the channel; rate-limited per operator."""
+    """Telegram: a short silent test message to the channel. Mastodon, Bluesky: a check of
+    the channel's credentials that posts nothing. Rate-limited per operator."""
     _known(request, channel)
     await form_of(request, session)
     settings, store = request.app.state.settings, request.app.state.store
@@ -88,6 +102,11 @@ async def test_message(channel: str, request: Request, session: Session = Depend
         text = f"At most {settings.file.admin.test_sends_per_hour} test messages an hour; try later."
         return page(request, "channels.html", status=429, session=session, title="Channels", notice="",
                     result={"ok": False, "channel": channel, "text": text}, **data)
+    if settings.channels[channel].kind != "telegram":
+        ok, text = await run_in_threadpool(social.check_channel, settings, channel)
+        data = await run_in_threadpool(_listing, request)
+        return page(request, "channels.html", status=200 if ok else 502, session=session, title="Channels",
+                    notice="", result={"ok": ok, "channel": channel, "text": text[:1].upper() + text[1:]}, **data)
     result, chat_id = await run_in_threadpool(telegram.send_test_message, settings, store, channel)
     if result.ok:
         ids = ", ".join(map(str, result.message_ids))
