@@ -52,9 +52,25 @@ _sessions: dict[tuple[str, str], str] = {}
 _sessions_lock = threading.Lock()
 
 
+# XRPC error names that say the account itself cannot post (taken down, suspended or
+# deactivated): every later post would meet the same answer, so the channel pauses.
+ACCOUNT_ERRORS = frozenset({
+    "AccountTakedown", "AccountSuspended", "AccountDeactivated",
+    "RepoTakendown", "RepoSuspended", "RepoDeactivated",
+})
+
+
+def _xrpc_error(exc: AtProtocolError) -> str:
+    response = getattr(exc, "response", None)
+    content = getattr(response, "content", None)
+    return str(getattr(content, "error", "") or "")
+
+
 def classify(exc: AtProtocolError, now: datetime | None = None) -> SocialResult:
     """Map an atproto error to an outcome (pure: tested without a network)."""
     text = str(exc)
+    if _xrpc_error(exc) in ACCOUNT_ERRORS:
+        return SocialResult("permanent", description=text)
     if isinstance(exc, RateLimitExceededError):
         reset = exc.reset_at
         wait = (reset - (now or datetime.now(timezone.utc))).total_seconds() if reset else DEFAULT_RETRY_SECONDS

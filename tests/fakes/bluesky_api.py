@@ -17,7 +17,7 @@ check:
 - com.atproto.server.getSession: the session's handle and DID.
 
 Failures on demand: `fail_next(kind, count=, path=)` with kind "429" (ratelimit-reset
-`reset_in` seconds ahead), "401", "500", or "timeout" (the request is carried out, the
+`reset_in` seconds ahead), "401", "takedown" (AccountTakedown), "500", or "timeout" (the request is carried out, the
 answer held back past the client's timeout).
 
 A budget on demand: `limit(remaining, path=)` makes answers to that method carry
@@ -160,6 +160,8 @@ class FakeBluesky:
                                          "ratelimit-reset": str(reset)})
         if failure == "401":
             return self._answer(method, _error(401, "ExpiredToken", "Token has expired"))
+        if failure == "takedown":  # the account was taken down by the service
+            return self._answer(method, _error(400, "AccountTakedown", "Account has been taken down"))
         if failure == "500":
             return self._answer(method, _error(500, "InternalServerError", "Internal Server Error"))
         response = await self._route(request, method)

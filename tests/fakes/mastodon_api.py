@@ -16,7 +16,7 @@ It implements what our channel uses and checks what Mastodon checks:
 - auth: `Authorization: Bearer <TOKEN>`, anything else 401.
 
 Failures on demand: `fail_next(kind, count=, path=)` with kind "429" (X-RateLimit-Reset
-`reset_in` seconds ahead), "401", "500", or "timeout" (the request is carried out, then
+`reset_in` seconds ahead), "401", "403" (a disabled account), "500", or "timeout" (the request is carried out, then
 the answer is held back longer than the client waits: the ambiguous case).
 
 A budget on demand: `limit(remaining, path=)` makes answers on that path carry
@@ -178,6 +178,9 @@ class FakeMastodon:
         if failure == "401":
             self._record(request, 401)
             return JSONResponse({"error": "The access token was revoked"}, status_code=401)
+        if failure == "403":  # what a suspended or disabled account is answered
+            self._record(request, 403)
+            return JSONResponse({"error": "Your login is currently disabled"}, status_code=403)
         if failure == "500":
             self._record(request, 500)
             return JSONResponse({"error": "Internal server error"}, status_code=500)

@@ -372,3 +372,25 @@ def test_a_budget_counts_both_its_windows(store, make, fake_bluesky, clock):
     assert [post(k, timedelta(hours=1)).status for k in ("d2", "d3")] == ["sent", "deferred"]
     assert (_rows(store)[3].next_attempt_at - NOW).total_seconds() == pytest.approx(86400)
     assert len(fake_bluesky.posts) == 3
+
+
+def test_a_taken_down_account_pauses_only_its_channel_until_resumed(store, make, fake_bluesky):
+    from distributor.delivery import ledger
+
+    settings = make()
+    keys = save(store, article("t1", section="politics"))
+    fake_bluesky.fail_next("takedown", path="com.atproto.repo.createRecord")
+    [report] = social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_bluesky))
+    assert (report.channel, report.status) == ("sky", "failed") and "AccountTakedown" in report.note
+    state = ledger.channel_state(settings, store, "sky")
+    assert state.paused and "AccountTakedown" in state.reason
+    # Paused: later articles are skipped for it without a request; the other channel posts.
+    later = save(store, article("t2"))
+    reports = social.post_new_articles(settings, store, later, now=NOW, transports=transports(settings, fake_bluesky))
+    assert sorted((r.channel, r.status) for r in reports) == [("sky", "skipped"), ("sky-sports", "sent")]
+    assert [p.record["text"].split("\n")[0] for p in fake_bluesky.thread()] == ["Headline t2: भारत ने जीता मैच 🏏"]
+    # Resumed by an operator: the channel posts again.
+    assert ledger.resume_channel(store, "sky")
+    again = save(store, article("t3", section="politics"))
+    [report] = social.post_new_articles(settings, store, again, now=NOW, transports=transports(settings, fake_bluesky))
+    assert (report.channel, report.status) == ("sky", "sent")

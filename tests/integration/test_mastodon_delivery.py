@@ -495,3 +495,23 @@ def test_a_second_worker_process_defers_during_the_hold(sqlite_store, tmp_path, 
         for key in client.scan_iter(f"distributor:social:*{name}*"):
             client.delete(key)
         client.close()
+
+
+def test_a_disabled_account_pauses_only_its_channel_until_resumed(store, make, fake_mastodon):
+    from distributor.delivery import ledger
+
+    settings = make()
+    keys = save(store, article("d1", section="politics"))
+    fake_mastodon.fail_next("403", path="/api/v1/statuses")
+    [report] = social.post_new_articles(settings, store, keys, now=NOW, transports=transports(settings, fake_mastodon))
+    assert (report.channel, report.status) == ("fedi", "failed") and "disabled" in report.note
+    state = ledger.channel_state(settings, store, "fedi")
+    assert state.paused and "disabled" in state.reason
+    later = save(store, article("d2"))
+    reports = social.post_new_articles(settings, store, later, now=NOW, transports=transports(settings, fake_mastodon))
+    assert sorted((r.channel, r.status) for r in reports) == [("fedi", "skipped"), ("fedi-sports", "sent")]
+    assert len(fake_mastodon.posted()) == 1
+    assert ledger.resume_channel(store, "fedi")
+    again = save(store, article("d3", section="politics"))
+    [report] = social.post_new_articles(settings, store, again, now=NOW, transports=transports(settings, fake_mastodon))
+    assert (report.channel, report.status) == ("fedi", "sent")
