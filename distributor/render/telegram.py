@@ -52,9 +52,23 @@ class TelegramLimits:
 
     message_length: int = 4096  # UTF-16 code units of text after entity parsing
     caption_length: int = 1024
+    # sendPhoto refuses a photo whose width and height add up to more than this, or whose
+    # sides are further apart than `photo_max_aspect` (PHOTO_INVALID_DIMENSIONS).
+    photo_max_side_sum: int = 10_000
+    photo_max_aspect: float = 20.0
 
 
 LIMITS = TelegramLimits()
+
+
+def photo_fits(article: Article, limits: TelegramLimits = LIMITS) -> bool:
+    """Can sendPhoto take this article's image, as far as its declared size tells? An
+    image without a declared size is tried (the text fallback covers a refusal); one
+    declared too large or too thin goes out as text at once, without a refused request."""
+    width, height = article.image_width, article.image_height
+    if not width or not height:
+        return True
+    return width + height <= limits.photo_max_side_sum and max(width, height) <= limits.photo_max_aspect * min(width, height)
 
 
 @dataclass(frozen=True)
@@ -308,7 +322,7 @@ def article_post(
     text = _article_body(settings, article, href, limits.message_length, keep_title=False)
     params = {"text": text, "parse_mode": PARSE_MODE, "link_preview_options": _preview(href, disable_preview)}
     text_post = BotCall("sendMessage", _with_markup(params, href))
-    if article.image_url and link_href(article.image_url):
+    if article.image_url and link_href(article.image_url) and photo_fits(article, limits):
         caption = _article_body(settings, article, href, limits.caption_length, keep_title=True)
         if caption is not None:
             params = {"photo": article.image_url, "caption": caption, "parse_mode": PARSE_MODE}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+from dataclasses import replace
+
 import pytest
 
 from distributor.articles import Article, Section
@@ -209,6 +211,21 @@ def test_long_standfirst_is_cut_at_a_word_boundary(settings):
     assert standfirst.startswith(shortened[:-1])
     assert standfirst[len(shortened) - 1] == " "  # the cut fell on a space
     assert_valid(call, LIMITS.caption_length)
+
+
+@pytest.mark.parametrize(("width", "height", "method"), [
+    (None, None, "sendPhoto"),  # not declared: tried, the text fallback covers a refusal
+    (1200, 675, "sendPhoto"),
+    (5000, 5000, "sendPhoto"),  # 10,000 together: the most Telegram takes
+    (8000, 4500, "sendMessage"),  # a full-resolution original: Telegram refuses it
+    (2100, 100, "sendMessage"),  # thinner than 1:20
+    (2000, 100, "sendPhoto"),
+])
+def test_a_photo_declared_beyond_telegrams_dimensions_goes_out_as_text(settings, width, height, method):
+    call = article_post(settings, replace(article(), image_width=width, image_height=height))
+    assert call.method == method
+    if method == "sendMessage":
+        assert call == article_post(settings, replace(article(), image_url=None))
 
 
 def test_photo_falls_back_to_text_when_even_the_minimal_caption_is_too_long(settings):
