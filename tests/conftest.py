@@ -1,7 +1,8 @@
 """Shared fixtures: settings on a temporary var dir, and stores on SQLite and PostgreSQL.
 
 PostgreSQL comes from TEST_POSTGRES_URL (default: the local trust-auth server, database
-`test`). Each test gets its own schema, dropped afterwards. When the server cannot be
+`test`). Each test process migrates one schema of its own and empties it for each test
+(PostgresSchemaPool); postgres_schema() makes a new empty one. When the server cannot be
 reached the PostgreSQL half of the store tests is skipped with a loud reason, unless
 DISTRIBUTOR_REQUIRE_SERVICES=1 (set by .ci/run once it has the servers up), which turns
 the skip into a failure.
@@ -201,13 +202,20 @@ class PostgresSchemaPool:
         self.schema = ""
         self.shape = ""
         self.reset_sql = ""
+        self.checkouts = 0
         self.drops: list[Callable[[], None]] = []
 
     def checkout(self) -> str:
-        """The URL of a schema at head with no rows, for one test."""
+        """The URL of a schema at head with no rows, for one test.
+
+        Each URL is new to the process (its application_name counts checkouts), as a new
+        schema's was: caches keyed by the store's URL, like the sender's run issues and
+        progress stamps, must not hand one test's run 1 to the next test's run 1.
+        """
         if self.url is None or not self._reset():
             self._build()
-        return self.url
+        self.checkouts += 1
+        return f"{self.url}&application_name={self.schema}-{self.checkouts}"
 
     def _build(self) -> None:
         from sqlalchemy import MetaData

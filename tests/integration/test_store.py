@@ -128,9 +128,11 @@ def test_a_reused_postgres_schema_is_emptied_with_ids_from_one_or_replaced():
     pool.lock_timeout = "200ms"
     try:
         first = pool.checkout()
+        schema = pool.schema
         assert add_reader(first, "a@example.com") == 1 and add_reader(first, "b@example.com") == 2
         second = pool.checkout()
-        assert second == first  # reused, not migrated again
+        assert pool.schema == schema  # reused, not migrated again
+        assert second != first  # but a URL new to the process, as a new schema's was
         assert add_reader(second, "a@example.com") == 1  # no rows left, ids from 1 again
 
         altered = Store(second)
@@ -138,7 +140,7 @@ def test_a_reused_postgres_schema_is_emptied_with_ids_from_one_or_replaced():
             conn.execute(text("ALTER TABLE subscribers ADD COLUMN leftover integer"))
         altered.dispose()
         third = pool.checkout()
-        assert third != second
+        assert pool.schema != schema
         fresh = Store(third)
         assert "leftover" not in {c["name"] for c in inspect(fresh.engine).get_columns("subscribers")}
         fresh.dispose()
@@ -146,10 +148,10 @@ def test_a_reused_postgres_schema_is_emptied_with_ids_from_one_or_replaced():
         holder = Store(third)
         with holder.engine.connect() as conn:  # a transaction a test left open, holding a lock
             conn.execute(text("LOCK TABLE subscribers IN ACCESS EXCLUSIVE MODE"))
-            fourth = pool.checkout()
+            locked, fourth = pool.schema, pool.checkout()
             conn.rollback()
         holder.dispose()
-        assert fourth != third and add_reader(fourth, "a@example.com") == 1
+        assert pool.schema != locked and add_reader(fourth, "a@example.com") == 1
     finally:
         pool.close()
 
