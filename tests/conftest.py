@@ -15,6 +15,7 @@ import shutil
 import uuid
 from pathlib import Path
 from typing import Callable, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -27,7 +28,22 @@ pytest_plugins = ["tests.fakes.telegram_api", "tests.fakes.mastodon_api", "tests
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONFIG = PROJECT_ROOT / "config" / "distributor.toml"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def worker_redis_url(url: str, worker: str | None) -> str:
+    """The Redis database of this test process: TEST_REDIS_URL's own when the suite runs
+    in one process; under pytest-xdist (`make test`), worker gwN takes the index N below
+    it (15, 14, 13, ... wrapping at 0), so tests that count or delete keys by pattern
+    never meet another worker's keys."""
+    if not worker:
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    index = (base - int(worker.removeprefix("gw"))) % 16
+    return urlunsplit(parts._replace(path=f"/{index}"))
+
+
+REDIS_URL = worker_redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"), os.environ.get("PYTEST_XDIST_WORKER"))
 REQUIRE_SERVICES = os.environ.get("DISTRIBUTOR_REQUIRE_SERVICES") == "1"
 
 ENV_KEYS = (
@@ -44,6 +60,62 @@ ENV_KEYS = (
     "MAILGUN_WEBHOOK_SIGNING_KEY",
     "POSTMARK_WEBHOOK_AUTH",
 )
+
+
+# --- running in parallel (`make test`: pytest-xdist, -n 4 --dist loadgroup) ----------------
+
+# The tests that start real worker and beat processes (marked `processes`, in files named
+# *_processes.py) wait on deadlines sized for a loaded two-core machine, some of them
+# bounds an issue set (a SIGKILLed worker's 3,000-message run recovered within 90 s; the
+# broker-loss run within two minutes on the shipped 30 s tick). Four of them at once
+# would starve each other's processes, one after another would make them the whole run's
+# tail, so they run in two lanes, each lane one file after another on one worker; the
+# two files with the tightest bounds share a lane and never overlap.
+PROCESS_LANES = {
+    "test_lease_processes.py": "processes-b",
+    "test_broker_loss_processes.py": "processes-b",
+}
+DEFAULT_PROCESS_LANE = "processes-a"
+
+
+def process_lane(nodeid: str) -> str | None:
+    """The lane of a test that starts real processes, from its file's name; None for others."""
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    if not module.endswith("_processes.py"):
+        return None
+    return PROCESS_LANES.get(module, DEFAULT_PROCESS_LANE)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, ANN201 - xdist's types
+    """--dist loadgroup with the lanes above as groups, every other test on its own.
+
+    xdist 3.8 reads `xdist_group` marks through node ids that pytest 9.2 no longer lets it
+    change (pytest-xdist issue 1386: the marks are silently ignored), and the controller
+    that schedules never sees marks anyway; so the groups come from file names here.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ProcessLanes(LoadScopeScheduling):
+        # Scopes with more tests are handed out first (xdist's --loadscope-reorder,
+        # on by default): the two lanes start at once instead of ending the run.
+        def _split_scope(self, nodeid: str) -> str:
+            return process_lane(nodeid) or nodeid
+
+    return ProcessLanes(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The lanes go by file name: keep the marker and the name in step."""
+    for item in items:
+        marked = item.get_closest_marker("processes") is not None
+        if marked != (process_lane(item.nodeid) is not None):
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests marked `processes` live in files named *_processes.py, and only they "
+                "(tests/conftest.py PROCESS_LANES keeps them off each other under `make test`)"
+            )
 
 
 @pytest.fixture(autouse=True)
