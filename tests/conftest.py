@@ -90,9 +90,9 @@ def process_lane(nodeid: str) -> str | None:
 def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, ANN201 - xdist's types
     """--dist loadgroup with the lanes above as groups, every other test on its own.
 
-    xdist 3.8 reads `xdist_group` marks through node ids that pytest 9.2 no longer lets it
-    change (pytest-xdist issue 1386: the marks are silently ignored), and the controller
-    that schedules never sees marks anyway; so the groups come from file names here.
+    xdist 3.8 passes `xdist_group` marks to its scheduler as a suffix it writes into node
+    ids, which pytest 9.2 no longer lets it change (pytest-xdist issue 1386: the marks are
+    silently ignored); so the groups come from file names here.
     """
     if config.getvalue("dist") != "loadgroup":
         return None
