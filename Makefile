@@ -19,8 +19,14 @@ run: $(STAMP)
 	$(VENV)/bin/distributor run $(ARGS)
 
 ## The whole test suite (PostgreSQL and Redis tests need the servers; .ci/run starts them).
+## In TEST_WORKERS processes (pytest-xdist): most tests wait on servers, sockets and child
+## processes, not the CPU, so four share two cores well (~14 min in one process). Each
+## worker has its own Redis database, PostgreSQL schema and temp dirs (tests/conftest.py);
+## the tests that start real worker/beat processes run in two lanes (PROCESS_LANES there).
+## TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(VENV)/bin/pytest -q $(ARGS)
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 ## Console, public pages and a digest rendered by headless Chromium into docs/screenshots/.
 screenshots: $(STAMP)

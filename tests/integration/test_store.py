@@ -10,6 +10,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from distributor.articles import Article, RelatedLink
+from distributor.store import Store
 from distributor.store.articles import (
     articles_in_window,
     find_article,
@@ -21,6 +22,7 @@ from distributor.store.articles import (
     versions,
 )
 from distributor.store.models import ArticleRow, DeliveryRow, EditionRunRow, SubscriberRow, TelegramPostRow
+from tests.conftest import PostgresSchemaPool, postgres_schema
 
 UTC = timezone.utc
 T0 = datetime(2025, 7, 4, 6, 17, tzinfo=UTC)
@@ -46,8 +48,41 @@ SEED = Article(
 )
 
 
-def test_schema_has_every_table(store):
-    tables = set(inspect(store.engine).get_table_names())
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_store(request, tmp_path):
+    """A database with no schema at all, once per backend."""
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        url, drop = postgres_schema("PostgreSQL migration test")
+    store = Store(url)
+    yield store
+    store.dispose()
+    if drop:
+        drop()
+
+
+def shape(store: Store) -> dict[str, list]:
+    """Every table's columns (name, type, nullable, default), indexes and constraints."""
+    inspector = inspect(store.engine)
+    return {
+        name: [
+            [(c["name"], str(c["type"]), c["nullable"], str(c.get("default"))) for c in inspector.get_columns(name)],
+            sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(name)),
+            sorted((u["name"] or "", tuple(u["column_names"])) for u in inspector.get_unique_constraints(name)),
+            sorted((f["referred_table"], tuple(f["constrained_columns"])) for f in inspector.get_foreign_keys(name)),
+            inspector.get_pk_constraint(name)["constrained_columns"],
+        ]
+        for name in sorted(inspector.get_table_names())
+    }
+
+
+def test_the_migration_chain_builds_every_table_from_empty(empty_store):
+    """Every revision from none to head, as `distributor init` runs them on a new database."""
+    assert empty_store.current_revision() == ""
+    assert empty_store.migrate() == empty_store.head_revision() != ""
+    tables = set(inspect(empty_store.engine).get_table_names())
     assert {
         "articles",
         "article_versions",
@@ -60,7 +95,67 @@ def test_schema_has_every_table(store):
         "webhook_receipts",
         "alembic_version",
     } <= tables
-    assert store.migrate() == store.head_revision() != ""  # upgrading an up-to-date database is a no-op
+    assert empty_store.migrate() == empty_store.head_revision()  # upgrading an up-to-date database is a no-op
+
+
+def test_the_store_a_test_gets_is_the_migration_chains_result_with_no_rows(empty_store, request):
+    """The `store` fixture hands out copies of one migrated database (SQLite) or one
+    emptied schema (PostgreSQL): they must be what the chain builds, rows aside."""
+    given = request.getfixturevalue("sqlite_store" if empty_store.dialect == "sqlite" else "postgres_store")
+    empty_store.migrate()
+    assert given.current_revision() == given.head_revision()
+    assert shape(given) == shape(empty_store)
+    with given.session() as session:
+        for table in ("articles", "subscribers", "edition_runs", "deliveries", "operators"):
+            assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0, table
+
+
+@pytest.mark.postgres
+def test_a_reused_postgres_schema_is_emptied_with_ids_from_one_or_replaced():
+    """PostgresSchemaPool: rows and sequences reset between tests; a schema a test
+    altered, or one a test left locked, is replaced by a newly migrated one."""
+
+    def add_reader(url: str, email: str) -> int:
+        store = Store(url)
+        try:
+            with store.session() as session:
+                row = SubscriberRow(email=email, status="confirmed")
+                session.add(row)
+                session.flush()
+                return row.id
+        finally:
+            store.dispose()
+
+    pool = PostgresSchemaPool()
+    pool.lock_timeout = "200ms"
+    try:
+        first = pool.checkout()
+        schema = pool.schema
+        assert add_reader(first, "a@example.com") == 1 and add_reader(first, "b@example.com") == 2
+        second = pool.checkout()
+        assert pool.schema == schema  # reused, not migrated again
+        assert second != first  # but a URL new to the process, as a new schema's was
+        assert add_reader(second, "a@example.com") == 1  # no rows left, ids from 1 again
+
+        altered = Store(second)
+        with altered.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE subscribers ADD COLUMN leftover integer"))
+        altered.dispose()
+        third = pool.checkout()
+        assert pool.schema != schema
+        fresh = Store(third)
+        assert "leftover" not in {c["name"] for c in inspect(fresh.engine).get_columns("subscribers")}
+        fresh.dispose()
+
+        holder = Store(third)
+        with holder.engine.connect() as conn:  # a transaction a test left open, holding a lock
+            conn.execute(text("LOCK TABLE subscribers IN ACCESS EXCLUSIVE MODE"))
+            locked, fourth = pool.schema, pool.checkout()
+            conn.rollback()
+        holder.dispose()
+        assert pool.schema != locked and add_reader(fourth, "a@example.com") == 1
+    finally:
+        pool.close()
 
 
 def test_round_trip_keeps_every_field(store):
