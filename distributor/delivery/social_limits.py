@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 PREFIX = "distributor:social"
 # The key of the one account a budget limiter counts.
 ACCOUNT = "account"
+# Each social kind's declared limits; each declares its `budgets`.
+KIND_LIMITS = {"mastodon": mastodon_render.LIMITS, "bluesky": bluesky_render.LIMITS}
 # The holds' limiter never takes a slot: only its holds are used.
 _NO_WINDOW = Rate(1_000_000, 1.0)
 
@@ -55,13 +57,10 @@ class Transport(Protocol):
 
 
 def budgets(kind: str) -> dict[str, tuple[Rate, ...]]:
-    """A kind's per-account budgets by request action, as its limits declare them."""
-    if kind == "mastodon":
-        return {"status": (mastodon_render.LIMITS.statuses_per_account,),
-                "media": (mastodon_render.LIMITS.media_per_account,)}
-    if kind == "bluesky":
-        return {"post": bluesky_render.LIMITS.creates_per_account}
-    return {}
+    """A kind's per-account budgets by request action, as its limits declare them
+    (Telegram's rates are its own, in delivery/telegram.py)."""
+    limits = KIND_LIMITS.get(kind)
+    return limits.budgets if limits is not None else {}
 
 
 def hold_key(kind: str, channel: str) -> str:

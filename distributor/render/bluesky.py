@@ -46,6 +46,11 @@ class BlueskyLimits:
         return (Rate(self.points_per_hour // self.create_points, 3600.0),
                 Rate(self.points_per_day // self.create_points, 86_400.0))
 
+    @property
+    def budgets(self) -> dict[str, tuple[Rate, ...]]:
+        """The per-account budgets by request action (delivery/social_limits.py)."""
+        return {"post": self.creates_per_account}
+
 
 LIMITS = BlueskyLimits()
 

@@ -40,6 +40,11 @@ class MastodonLimits:
     # Media uploads one account may make: 30 in any 30 minutes (the "media" limit).
     media_per_account: Rate = Rate(30, 30 * 60.0)
 
+    @property
+    def budgets(self) -> dict[str, tuple[Rate, ...]]:
+        """The per-account budgets by request action (delivery/social_limits.py)."""
+        return {"status": (self.statuses_per_account,), "media": (self.media_per_account,)}
+
 
 LIMITS = MastodonLimits()
 
