@@ -1041,20 +1041,30 @@ class Settings:
     def operator_token(self) -> str | None:
         return self.env.operator_token.get_secret_value() if self.env.operator_token else None
 
-    def channel_credentials(self, name: str) -> dict[str, str]:
-        """A Mastodon or Bluesky channel's credentials from the environment, by the
-        channel's name upper-cased (dashes as underscores); {} when they are not set, and
-        for Telegram channels (the bot token is shared: TELEGRAM_BOT_TOKEN)."""
+    def credential_names(self, name: str) -> tuple[str, ...]:
+        """The environment variables a channel's posts need (names, never values), by
+        the channel's name upper-cased (dashes as underscores); the one place they are
+        spelled. Telegram channels share TELEGRAM_BOT_TOKEN."""
         config = self.channels.get(name)
         stem = name.upper().replace("-", "_")
+        if config is not None and config.kind == "mastodon":
+            return (f"MASTODON_{stem}_TOKEN",)
+        if config is not None and config.kind == "bluesky":
+            return (f"BLUESKY_{stem}_HANDLE", f"BLUESKY_{stem}_APP_PASSWORD")
+        return ("TELEGRAM_BOT_TOKEN",)
+
+    def channel_credentials(self, name: str) -> dict[str, str]:
+        """A Mastodon or Bluesky channel's credentials from the environment (see
+        `credential_names`); {} when they are not set, and for Telegram channels (the bot
+        token is shared: TELEGRAM_BOT_TOKEN)."""
+        config = self.channels.get(name)
         if config is None or config.kind == "telegram":
             return {}
-        if config.kind == "mastodon":
-            token = os.environ.get(f"MASTODON_{stem}_TOKEN", "").strip()
-            return {"token": token} if token else {}
-        handle = os.environ.get(f"BLUESKY_{stem}_HANDLE", "").strip()
-        password = os.environ.get(f"BLUESKY_{stem}_APP_PASSWORD", "").strip()
-        return {"handle": handle, "app_password": password} if handle and password else {}
+        values = [os.environ.get(variable, "").strip() for variable in self.credential_names(name)]
+        if not all(values):
+            return {}
+        keys = ("token",) if config.kind == "mastodon" else ("handle", "app_password")
+        return dict(zip(keys, values))
 
     def secrets(self) -> list[str]:
         """Every secret value in force, for masking in logs and output."""

@@ -37,17 +37,6 @@ class Destination:
         return f"{self.kind} {self.address}{account} · {self.via}"
 
 
-def credential_names(settings: Settings, channel: str) -> tuple[str, ...]:
-    """The environment variables a channel's posts need (names, never values)."""
-    kind = settings.channels[channel].kind
-    stem = channel.upper().replace("-", "_")
-    if kind == "mastodon":
-        return (f"MASTODON_{stem}_TOKEN",)
-    if kind == "bluesky":
-        return (f"BLUESKY_{stem}_HANDLE", f"BLUESKY_{stem}_APP_PASSWORD")
-    return ("TELEGRAM_BOT_TOKEN",)
-
-
 def destination(settings: Settings, channel: str, *, chat_id: str | None = None) -> Destination:
     """The channel's destination; `chat_id` is Telegram's current chat when it moved
     the channel (a supergroup migration), else the configured one is shown."""
@@ -57,7 +46,7 @@ def destination(settings: Settings, channel: str, *, chat_id: str | None = None)
     if kind == "telegram":
         token = settings.env.telegram_bot_token is not None
         return Destination(kind, chat_id or config.chat_id, "", "Bot API" if token else outbox, not token)
-    names = credential_names(settings, channel)
+    names = settings.credential_names(channel)
     has_credentials = bool(settings.channel_credentials(channel))
     if kind == "mastodon":
         via = f"Mastodon API (token in {names[0]})" if has_credentials else outbox

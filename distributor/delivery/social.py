@@ -604,12 +604,12 @@ def check_credentials(settings: Settings, channel: str) -> SocialResult | None:
 def check_channel(settings: Settings, channel: str) -> tuple[bool, str]:
     """`channels test` for a Mastodon or Bluesky channel (CLI and console): whether it
     passed, and one line saying what was checked. Secrets are never in it."""
-    from distributor.channels.destinations import credential_names, destination
+    from distributor.channels.destinations import destination
 
     where = destination(settings, channel)
     result = check_credentials(settings, channel)
     if result is None:
-        names = " and ".join(credential_names(settings, channel))
+        names = " and ".join(settings.credential_names(channel))
         return True, (f"no credentials ({names} not set): posts are written to "
                       f"{settings.outbox_dir / where.kind}/; nothing to check")
     if result.ok:
